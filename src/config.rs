@@ -1,0 +1,287 @@
+//! Configuration: defaults < TOML file < `RELAY_*` environment < flags, parsed
+//! once into an immutable [`Config`]. Settings an admin may change while the
+//! relay runs live in [`RuntimeSettings`] behind an `ArcSwap`.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the relay needs to start. Built by [`Config::load`] or, in
+/// tests, from [`Config::default`] with fields overwritten.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Master key material (64 hex chars or base64 of 32 bytes), from `RELAY_MASTER_KEY`.
+    pub master_key: Option<String>,
+    /// Where the master key file lives when no key is given in the environment.
+    pub master_key_file: Option<PathBuf>,
+    pub admin_user: Option<String>,
+    pub admin_password: Option<String>,
+    /// Prefix of issued relay keys (`cr_` + 64 hex).
+    pub key_prefix: String,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_total_timeout: Duration,
+    pub stream_first_byte_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_inflight_body_bytes: usize,
+    pub oauth_refresh_timeout: Duration,
+    pub oauth_refresh_before: Duration,
+    /// Default token endpoint for `claude_oauth` accounts.
+    pub oauth_token_url: String,
+    pub oauth_client_id: String,
+    pub graphql_timeout: Duration,
+    pub sled_cache_bytes: u64,
+    pub max_failover_attempts: usize,
+    pub usage_flush_interval: Duration,
+    /// How long flushing may keep failing before `/ready` reports it.
+    pub usage_flush_alarm_after: Duration,
+    pub admin_session_ttl: Duration,
+    pub pricing_file: Option<PathBuf>,
+    /// Default cooldown for an account that failed without a `retry-after`.
+    pub default_cooldown: Duration,
+    pub log_filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            data_dir: PathBuf::from("./data"),
+            master_key: None,
+            master_key_file: None,
+            admin_user: None,
+            admin_password: None,
+            key_prefix: "cr_".into(),
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_total_timeout: Duration::from_secs(600),
+            stream_first_byte_timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(120),
+            client_body_timeout: Duration::from_secs(60),
+            max_body_bytes: 32 * 1024 * 1024,
+            max_inflight_body_bytes: 256 * 1024 * 1024,
+            oauth_refresh_timeout: Duration::from_secs(30),
+            oauth_refresh_before: Duration::from_secs(300),
+            oauth_token_url: "https://console.anthropic.com/v1/oauth/token".into(),
+            oauth_client_id: "9d1c250a-e61b-44d9-88ed-5944d1962f5e".into(),
+            graphql_timeout: Duration::from_secs(30),
+            sled_cache_bytes: 64 * 1024 * 1024,
+            max_failover_attempts: 3,
+            usage_flush_interval: Duration::from_millis(250),
+            usage_flush_alarm_after: Duration::from_secs(30),
+            admin_session_ttl: Duration::from_secs(12 * 3600),
+            pricing_file: None,
+            default_cooldown: Duration::from_secs(60),
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// The optional TOML file. Every field is optional; durations are seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub master_key_file: Option<PathBuf>,
+    pub key_prefix: Option<String>,
+    pub upstream_connect_timeout_secs: Option<u64>,
+    pub upstream_total_timeout_secs: Option<u64>,
+    pub stream_first_byte_timeout_secs: Option<u64>,
+    pub stream_idle_timeout_secs: Option<u64>,
+    pub client_body_timeout_secs: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub max_inflight_body_bytes: Option<usize>,
+    pub oauth_token_url: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub graphql_timeout_secs: Option<u64>,
+    pub sled_cache_bytes: Option<u64>,
+    pub max_failover_attempts: Option<usize>,
+    pub usage_flush_interval_ms: Option<u64>,
+    pub admin_session_ttl_secs: Option<u64>,
+    pub pricing_file: Option<PathBuf>,
+    pub default_cooldown_secs: Option<u64>,
+    pub log: Option<String>,
+}
+
+/// Command-line values that override everything else.
+#[derive(Debug, Default, Clone)]
+pub struct FlagOverrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+impl Config {
+    /// Layers defaults, the TOML file, the environment and the flags.
+    pub fn load(flags: &FlagOverrides) -> Result<Config, Error> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut cfg = Config::default();
+        let file_path = flags.config_file.clone().or_else(|| env("RELAY_CONFIG").map(PathBuf::from));
+        if let Some(path) = file_path {
+            let file = read_file_config(&path)?;
+            cfg.apply_file(file);
+        }
+        if let Some(v) = env("RELAY_LISTEN") {
+            cfg.listen = v.parse().map_err(|_| Error::Env {
+                name: "RELAY_LISTEN",
+                message: format!("expected host:port, got {v:?}"),
+            })?;
+        }
+        if let Some(v) = env("RELAY_DATA_DIR") {
+            cfg.data_dir = PathBuf::from(v);
+        }
+        cfg.master_key = env("RELAY_MASTER_KEY");
+        if let Some(v) = env("RELAY_MASTER_KEY_FILE") {
+            cfg.master_key_file = Some(PathBuf::from(v));
+        }
+        cfg.admin_user = env("RELAY_ADMIN_USER");
+        cfg.admin_password = env("RELAY_ADMIN_PASSWORD");
+        if let Some(v) = env("RELAY_KEY_PREFIX") {
+            cfg.key_prefix = v;
+        }
+        if let Some(v) = env("RELAY_PRICING_FILE") {
+            cfg.pricing_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("RELAY_LOG") {
+            cfg.log_filter = v;
+        }
+        if let Some(v) = env("RELAY_OAUTH_TOKEN_URL") {
+            cfg.oauth_token_url = v;
+        }
+        if let Some(listen) = flags.listen {
+            cfg.listen = listen;
+        }
+        if let Some(dir) = &flags.data_dir {
+            cfg.data_dir = dir.clone();
+        }
+        Ok(cfg)
+    }
+
+    fn apply_file(&mut self, f: FileConfig) {
+        let secs = Duration::from_secs;
+        if let Some(v) = f.listen {
+            self.listen = v;
+        }
+        if let Some(v) = f.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = f.master_key_file {
+            self.master_key_file = Some(v);
+        }
+        if let Some(v) = f.key_prefix {
+            self.key_prefix = v;
+        }
+        if let Some(v) = f.upstream_connect_timeout_secs {
+            self.upstream_connect_timeout = secs(v);
+        }
+        if let Some(v) = f.upstream_total_timeout_secs {
+            self.upstream_total_timeout = secs(v);
+        }
+        if let Some(v) = f.stream_first_byte_timeout_secs {
+            self.stream_first_byte_timeout = secs(v);
+        }
+        if let Some(v) = f.stream_idle_timeout_secs {
+            self.stream_idle_timeout = secs(v);
+        }
+        if let Some(v) = f.client_body_timeout_secs {
+            self.client_body_timeout = secs(v);
+        }
+        if let Some(v) = f.max_body_bytes {
+            self.max_body_bytes = v;
+        }
+        if let Some(v) = f.max_inflight_body_bytes {
+            self.max_inflight_body_bytes = v;
+        }
+        if let Some(v) = f.oauth_token_url {
+            self.oauth_token_url = v;
+        }
+        if let Some(v) = f.oauth_client_id {
+            self.oauth_client_id = v;
+        }
+        if let Some(v) = f.graphql_timeout_secs {
+            self.graphql_timeout = secs(v);
+        }
+        if let Some(v) = f.sled_cache_bytes {
+            self.sled_cache_bytes = v;
+        }
+        if let Some(v) = f.max_failover_attempts {
+            self.max_failover_attempts = v.max(1);
+        }
+        if let Some(v) = f.usage_flush_interval_ms {
+            self.usage_flush_interval = Duration::from_millis(v.max(10));
+        }
+        if let Some(v) = f.admin_session_ttl_secs {
+            self.admin_session_ttl = secs(v);
+        }
+        if let Some(v) = f.pricing_file {
+            self.pricing_file = Some(v);
+        }
+        if let Some(v) = f.default_cooldown_secs {
+            self.default_cooldown = secs(v);
+        }
+        if let Some(v) = f.log {
+            self.log_filter = v;
+        }
+    }
+
+    /// The master key file: the configured path, else `master.key` in the data dir.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\ndata_dir = \"/tmp/x\"\nmax_failover_attempts = 5\n",
+        )
+        .unwrap();
+        let mut cfg = Config::default();
+        cfg.apply_file(read_file_config(&path).unwrap());
+        assert_eq!(cfg.listen.port(), 4000);
+        assert_eq!(cfg.max_failover_attempts, 5);
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:4000\"\n").unwrap();
+        assert!(matches!(read_file_config(&path), Err(Error::Parse { .. })));
+    }
+}

@@ -1,0 +1,28 @@
+//! claude-relay: one binary that shares a pool of Claude accounts behind
+//! relay-issued keys, streaming answers back untouched and accounting for
+//! every token and cent.
+//!
+//! # Layout
+//! - [`app`]: builds the router and state, runs the server with a passed-in shutdown.
+//! - [`config`]: defaults < TOML < env < flags, parsed once; runtime settings.
+//! - [`domain`]: shared plain types (ids, money, tokens, records).
+//! - [`store`]: the only module that touches sled; secrets sealed by its vault.
+//! - [`cache`]: moka tiers in front of the store (keys by hash, negative entries).
+//! - [`relay`]: the client-facing hot path (auth, inspect, select, forward, tap).
+//! - [`upstream`]: one adapter per account kind behind one interface; HTTP client pool.
+//! - [`balancer`]: account selection, cooldowns and in-flight leases.
+//! - [`usage`]: pricing, cost, and the batched usage writer.
+//! - [`graphql`]: the admin API.
+//! - [`sim`]: a simulated Anthropic upstream with fault injection (tests, benches, demo).
+
+pub mod app;
+pub mod balancer;
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod graphql;
+pub mod relay;
+pub mod sim;
+pub mod store;
+pub mod upstream;
+pub mod usage;

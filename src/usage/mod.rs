@@ -1,0 +1,2 @@
+//! Token and cost accounting.
+pub mod pricing;
