@@ -1,1 +1,206 @@
-//! placeholder
+//! The application: opens the store, builds every service once, wires the
+//! routes, and runs the server until the shutdown future it is given
+//! resolves. Shutdown is ordered: stop accepting, drain requests, flush usage,
+//! flush sled. Background tasks live on one `TaskTracker` with one
+//! `CancellationToken`.
+
+use crate::balancer::Balancer;
+use crate::cache::KeyCache;
+use crate::config::Config;
+use crate::graphql::{self, AdminState};
+use crate::relay::{self, ApiError, RelayState};
+use crate::store::{self, Store, StoreEvent, StoreOptions};
+use crate::upstream::{self, Upstreams};
+use crate::usage::pricing::{self, PricingTable};
+use crate::usage::{self as usage_mod, UsageSink};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Pricing(#[from] pricing::Error),
+    #[error(transparent)]
+    Upstream(#[from] upstream::Error),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The running relay's services. Not `Clone`: one owner, so it is clear where
+/// shutdown happens.
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub relay: RelayState,
+    tracker: TaskTracker,
+    token: CancellationToken,
+}
+
+impl App {
+    /// Opens the store and starts the background tasks (usage writer, store event listener).
+    pub async fn start(config: Config) -> Result<App, Error> {
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::DataDir(config.data_dir.display().to_string(), e))?;
+        let store = Store::open(&StoreOptions {
+            data_dir: config.data_dir.clone(),
+            master_key: config.master_key.clone(),
+            master_key_file: config.master_key_path(),
+            cache_capacity_bytes: config.sled_cache_bytes,
+        })?;
+        graphql::bootstrap_admin(&store, &config).await?;
+        let pricing = Arc::new(match &config.pricing_file {
+            Some(path) => PricingTable::with_overrides(path)?,
+            None => PricingTable::embedded(),
+        });
+        let balancer = Balancer::default();
+        let upstreams = Upstreams::new(config.clone(), store.clone())?;
+        let accounts = store.list_accounts()?;
+        balancer.sync(&accounts);
+        upstreams.sync(&accounts);
+        let keys = KeyCache::default();
+
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let usage: UsageSink = usage_mod::writer::spawn(
+            store.clone(),
+            config.usage_flush_interval,
+            &tracker,
+            token.clone(),
+        );
+        tracker.spawn(follow_store_events(
+            store.clone(),
+            keys.clone(),
+            balancer.clone(),
+            upstreams.clone(),
+            token.clone(),
+        ));
+
+        let relay = RelayState {
+            config: config.clone(),
+            store: store.clone(),
+            keys,
+            balancer,
+            upstreams,
+            pricing,
+            usage,
+            inflight_body_bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        Ok(App {
+            config,
+            store,
+            relay,
+            tracker,
+            token,
+        })
+    }
+
+    /// Every route of the relay: the Anthropic API, the admin API, health.
+    pub fn router(&self) -> Router {
+        let admin = AdminState {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        };
+        let health = Router::new()
+            .route(
+                "/health",
+                get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route("/ready", get(ready))
+            .with_state(self.relay.clone());
+        relay::router(self.relay.clone())
+            .merge(graphql::router(admin))
+            .merge(health)
+            .fallback(not_found)
+    }
+
+    /// Serves until `shutdown` resolves, then drains and flushes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let router = self.router();
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        self.shutdown().await;
+        served.map_err(Error::Serve)
+    }
+
+    /// Stops background tasks after writing pending usage, then flushes sled.
+    pub async fn shutdown(self) {
+        self.token.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+    }
+}
+
+async fn ready(axum::extract::State(state): axum::extract::State<RelayState>) -> Response {
+    let health = state.usage.health();
+    match health.failing_for() {
+        Some(d) if d > state.config.usage_flush_alarm_after => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "usage writes failing", "failing_for_secs": d.as_secs()})),
+        )
+            .into_response(),
+        _ => Json(serde_json::json!({"status": "ready"})).into_response(),
+    }
+}
+
+async fn not_found(uri: http::Uri) -> Response {
+    ApiError::NotFound(format!("Not found: {}", uri.path())).into_response()
+}
+
+/// Keeps caches and the account pool in step with the store.
+async fn follow_store_events(
+    store: Store,
+    keys: KeyCache,
+    balancer: Balancer,
+    upstreams: Upstreams,
+    token: CancellationToken,
+) {
+    let mut events = store.subscribe();
+    let resync_accounts = || match store.list_accounts() {
+        Ok(accounts) => {
+            balancer.sync(&accounts);
+            upstreams.sync(&accounts);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot reload accounts"),
+    };
+    loop {
+        let event = tokio::select! {
+            () = token.cancelled() => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(event @ StoreEvent::KeyChanged { .. }) => keys.on_event(&event),
+            Ok(StoreEvent::AccountChanged { .. }) => resync_accounts(),
+            Ok(StoreEvent::AdminChanged { .. }) => {}
+            Err(RecvError::Lagged(_)) => {
+                keys.clear();
+                resync_accounts();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

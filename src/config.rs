@@ -118,7 +118,10 @@ pub struct FlagOverrides {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid environment variable {name}: {message}")]
@@ -130,7 +133,10 @@ impl Config {
     pub fn load(flags: &FlagOverrides) -> Result<Config, Error> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut cfg = Config::default();
-        let file_path = flags.config_file.clone().or_else(|| env("RELAY_CONFIG").map(PathBuf::from));
+        let file_path = flags
+            .config_file
+            .clone()
+            .or_else(|| env("RELAY_CONFIG").map(PathBuf::from));
         if let Some(path) = file_path {
             let file = read_file_config(&path)?;
             cfg.apply_file(file);

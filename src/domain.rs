@@ -51,7 +51,9 @@ id_type!(
 );
 
 /// Money inside the relay: integer nano-dollars (1 USD = 10^9). Never a float.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct NanoUsd(pub u64);
 
@@ -90,13 +92,20 @@ impl NanoUsd {
         if frac.len() > 9 {
             return None;
         }
-        let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
         let frac_val: u64 = if frac.is_empty() {
             0
         } else {
             format!("{frac:0<9}").parse().ok()?
         };
-        whole.checked_mul(Self::PER_USD)?.checked_add(frac_val).map(NanoUsd)
+        whole
+            .checked_mul(Self::PER_USD)?
+            .checked_add(frac_val)
+            .map(NanoUsd)
     }
 }
 
@@ -405,7 +414,12 @@ mod tests {
 
     #[test]
     fn nano_usd_round_trips_decimal() {
-        for (s, n) in [("0", 0), ("1", 1_000_000_000), ("0.000123", 123_000), ("12.5", 12_500_000_000)] {
+        for (s, n) in [
+            ("0", 0),
+            ("1", 1_000_000_000),
+            ("0.000123", 123_000),
+            ("12.5", 12_500_000_000),
+        ] {
             let v = NanoUsd::parse_decimal(s).unwrap();
             assert_eq!(v, NanoUsd(n));
             assert_eq!(v.to_decimal_string(), s);
@@ -428,9 +442,14 @@ mod tests {
     fn generated_keys_have_the_documented_shape() {
         let raw = generate_raw_key("cr_");
         assert_eq!(raw.len(), 67);
-        assert!(raw[3..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(raw[3..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(raw, generate_raw_key("cr_"));
-        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let shown = key_display_prefix(&raw, "cr_");
         assert!(shown.starts_with(&raw[..7]) && shown.ends_with(&raw[63..]));
     }

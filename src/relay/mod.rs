@@ -1,4 +1,62 @@
-//! The client-facing hot path.
+//! The client-facing hot path: the Anthropic routes (bare, and under the
+//! `/api` and `/claude` prefixes that claude-relay-service deployments use),
+//! and the state their handlers share. Each step of the path lives in its own
+//! file; `handler.rs` calls them in order.
+
+pub mod auth;
+pub mod error;
+pub mod forward;
+pub mod handler;
 pub mod headers;
 pub mod inspect;
+pub mod meter;
+pub mod models;
 pub mod sse;
+pub mod tap;
+
+pub use error::ApiError;
+
+use crate::balancer::Balancer;
+use crate::cache::KeyCache;
+use crate::config::Config;
+use crate::store::Store;
+use crate::upstream::Upstreams;
+use crate::usage::pricing::PricingTable;
+use crate::usage::UsageSink;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+/// Prefixes under which every Anthropic route is also served.
+pub const ROUTE_PREFIXES: [&str; 2] = ["/api", "/claude"];
+
+/// What the relay handlers share. Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct RelayState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: KeyCache,
+    pub balancer: Balancer,
+    pub upstreams: Upstreams,
+    pub pricing: Arc<PricingTable>,
+    pub usage: UsageSink,
+    /// Bytes of request bodies currently held, against `max_inflight_body_bytes`.
+    pub inflight_body_bytes: Arc<AtomicUsize>,
+}
+
+/// The relay routes.
+pub fn router(state: RelayState) -> Router {
+    let mut router = Router::new();
+    for prefix in std::iter::once("").chain(ROUTE_PREFIXES) {
+        router = router
+            .route(&format!("{prefix}/v1/messages"), post(handler::messages))
+            .route(
+                &format!("{prefix}/v1/messages/count_tokens"),
+                post(handler::count_tokens),
+            )
+            .route(&format!("{prefix}/v1/models"), get(models::list))
+            .route(&format!("{prefix}/v1/models/{{id}}"), get(models::get));
+    }
+    router.with_state(state)
+}

@@ -1,0 +1,182 @@
+//! The relay handlers. `messages` reads top to bottom as the request path:
+//! authenticate → read and inspect the body → (policy) → forward with
+//! failover → tap. `count_tokens` takes the same path without billing.
+
+use super::auth::authenticate;
+use super::error::ApiError;
+use super::forward::{relay, Prepared};
+use super::headers::upstream_request_headers;
+use super::inspect::{inspect_count_tokens, inspect_messages, InspectError, RequestInfo};
+use super::meter::{Bill, Meter};
+use super::RelayState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method};
+use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::time::{timeout, Instant};
+
+/// The API version sent when the client sent none.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Read size reserved for a body without a `content-length`, until it is read.
+const UNKNOWN_LENGTH_RESERVATION: usize = 1 << 20;
+
+pub async fn messages(State(state): State<RelayState>, request: Request) -> Response {
+    handle(state, request, Endpoint::Messages)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn count_tokens(State(state): State<RelayState>, request: Request) -> Response {
+    handle(state, request, Endpoint::CountTokens)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Messages,
+    CountTokens,
+}
+
+async fn handle(
+    state: RelayState,
+    request: Request,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let key = authenticate(&parts.headers, &state.keys, &state.store)?;
+    let (body, _reservation) = read_body(&state, &parts, body).await?;
+    let info = match endpoint {
+        Endpoint::Messages => inspect_messages(&body),
+        Endpoint::CountTokens => inspect_count_tokens(&body),
+    }
+    .map_err(invalid_request)?;
+    // Key policy (limits, budgets, model rules) plugs in here.
+    let bill = (endpoint == Endpoint::Messages).then(|| {
+        Bill::new(Meter {
+            sink: state.usage.clone(),
+            pricing: state.pricing.clone(),
+            key_id: key.id,
+            cost_multiplier: key.cost_multiplier,
+            requested_model: info.model.clone(),
+            stream: info.stream,
+            started,
+            estimated_input_tokens: info.estimated_input_tokens,
+            max_tokens: info.max_tokens,
+        })
+    });
+    let prepared = prepare(&parts, body, &info);
+    relay(&state, prepared, bill).await
+}
+
+fn invalid_request(e: InspectError) -> ApiError {
+    ApiError::InvalidRequest(e.to_string())
+}
+
+/// The upstream request: the client's path without the relay prefix, its
+/// query, its headers minus the deny-list, and its body bytes untouched.
+fn prepare(parts: &Parts, body: Bytes, info: &RequestInfo) -> Prepared {
+    let mut headers = upstream_request_headers(&parts.headers);
+    if !headers.contains_key("anthropic-version") {
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+        );
+    }
+    if !headers.contains_key(http::header::CONTENT_TYPE) {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Prepared {
+        method: Method::POST,
+        path: upstream_path(parts.uri.path()).to_string(),
+        query: parts.uri.query().map(str::to_owned),
+        headers,
+        body,
+        model: info.model.clone(),
+    }
+}
+
+/// `/api/v1/messages` and `/claude/v1/messages` → `/v1/messages`.
+pub fn upstream_path(path: &str) -> &str {
+    for prefix in super::ROUTE_PREFIXES {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if rest.starts_with('/') {
+                return rest;
+            }
+        }
+    }
+    path
+}
+
+/// Releases its share of the in-flight body budget on drop.
+pub struct BodyReservation {
+    counter: Arc<AtomicUsize>,
+    amount: usize,
+}
+
+impl Drop for BodyReservation {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.amount, Ordering::Relaxed);
+    }
+}
+
+fn reserve(state: &RelayState, amount: usize) -> Result<BodyReservation, ApiError> {
+    let counter = state.inflight_body_bytes.clone();
+    let before = counter.fetch_add(amount, Ordering::Relaxed);
+    let reservation = BodyReservation { counter, amount };
+    if before + amount > state.config.max_inflight_body_bytes {
+        return Err(ApiError::RelayBusy);
+    }
+    Ok(reservation)
+}
+
+/// Reads the body within the size limit, the read timeout and the relay-wide
+/// in-flight budget.
+async fn read_body(
+    state: &RelayState,
+    parts: &Parts,
+    body: Body,
+) -> Result<(Bytes, BodyReservation), ApiError> {
+    let limit = state.config.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::RequestTooLarge { limit_bytes: limit });
+    }
+    let reservation = reserve(state, declared.unwrap_or(UNKNOWN_LENGTH_RESERVATION))?;
+    let limited = http_body_util::Limited::new(body, limit);
+    let collected = match timeout(state.config.client_body_timeout, limited.collect()).await {
+        Err(_) => return Err(ApiError::BodyTimeout),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(ApiError::RequestTooLarge { limit_bytes: limit })
+        }
+        Ok(Err(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "Could not read the request body".into(),
+            ))
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    if collected.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "Request body is empty; a JSON object is required".into(),
+        ));
+    }
+    Ok((collected, reservation))
+}
