@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`app`]: builds the router and state, runs the server with a passed-in shutdown.
 //! - [`config`]: defaults < TOML < env < flags, parsed once; runtime settings.
+//! - [`demo`]: `claude-relay demo` seeding and instructions.
 //! - [`domain`]: shared plain types (ids, money, tokens, records).
 //! - [`store`]: the only module that touches sled; secrets sealed by its vault.
 //! - [`cache`]: moka tiers in front of the store (keys by hash, negative entries).
@@ -19,6 +20,7 @@ pub mod app;
 pub mod balancer;
 pub mod cache;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod graphql;
 pub mod relay;

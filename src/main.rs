@@ -1,1 +1,128 @@
-fn main() {}
+//! The `claude-relay` command: `serve` runs the relay, `demo` runs it in front
+//! of the built-in simulated upstream. The only place for anyhow and exit codes.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use claude_relay::app::App;
+use claude_relay::config::{Config, FlagOverrides};
+use claude_relay::sim::SimUpstream;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "claude-relay", version, about = "Share a pool of Claude accounts behind relay-issued keys")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML config file (also RELAY_CONFIG).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:3000 (also RELAY_LISTEN).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory for the sled store (also RELAY_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay (the default).
+    Serve(ServeArgs),
+    /// Run the relay in front of a built-in simulated upstream with demo accounts and a demo key.
+    Demo(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo(args) => demo(args).await,
+        }
+    })
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let config = Config::load(&FlagOverrides {
+        config_file: args.config.clone(),
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+    })?;
+    init_logging(&config.log_filter);
+    Ok(config)
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let listen = config.listen;
+    let app = App::start(config).await.context("cannot start the relay")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listen, "claude-relay listening");
+    app.serve(listener, shutdown_signal()).await?;
+    tracing::info!("claude-relay stopped");
+    Ok(())
+}
+
+async fn demo(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = load_config(&args)?;
+    // A throwaway store unless the user named one, so the demo never touches ./data.
+    let _temp_dir;
+    if args.data_dir.is_none() && std::env::var_os("RELAY_DATA_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("claude-relay-demo-{}", std::process::id()));
+        config.data_dir = dir.clone();
+        _temp_dir = Some(dir);
+    }
+    let sim = SimUpstream::new()
+        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("cannot start the simulated upstream")?;
+    let listen = config.listen;
+    let key_prefix = config.key_prefix.clone();
+    let app = App::start(config).await.context("cannot start the relay")?;
+    let key = claude_relay::demo::seed(&app.store, &sim.base_url(), &key_prefix).context("cannot seed demo data")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let base_url = format!("http://{}", listener.local_addr().context("no local address")?);
+    println!("{}", claude_relay::demo::instructions(&base_url, &key));
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
