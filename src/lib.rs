@@ -16,6 +16,8 @@
 //! - [`graphql`]: the admin API.
 //! - [`sim`]: a simulated Anthropic upstream with fault injection (tests, benches, demo).
 
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro)]
+
 pub mod app;
 pub mod balancer;
 pub mod cache;

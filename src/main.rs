@@ -1,6 +1,8 @@
 //! The `claude-relay` command: `serve` runs the relay, `demo` runs it in front
 //! of the built-in simulated upstream. The only place for anyhow and exit codes.
 
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro)]
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use claude_relay::app::App;
