@@ -16,7 +16,9 @@ fn sse_stream(deltas: usize) -> Vec<u8> {
     for i in 0..deltas {
         s.push_str(&format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"word{i} and some more text \"}}}}\n\n"));
     }
-    s.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    s.push_str(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    );
     s.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":500}}\n\n");
     s.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     s.into_bytes()
@@ -39,7 +41,10 @@ fn bench_sse(c: &mut Criterion) {
 }
 
 fn claude_code_body() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures/claude_code_tool_use.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/captures/claude_code_tool_use.jsonl"
+    );
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let line = text.lines().next().unwrap_or_default();
@@ -60,7 +65,9 @@ fn bench_inspect(c: &mut Criterion) {
     let body = claude_code_body();
     let mut group = c.benchmark_group("inspect");
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function("claude_code_request", |b| b.iter(|| black_box(inspect_messages(black_box(&body)))));
+    group.bench_function("claude_code_request", |b| {
+        b.iter(|| black_box(inspect_messages(black_box(&body))))
+    });
     group.finish();
 }
 
@@ -83,7 +90,11 @@ fn bench_select(c: &mut Criterion) {
     let balancer = Balancer::default();
     balancer.sync(&accounts);
     c.bench_function("balancer/select_1000_accounts", |b| {
-        b.iter_batched(|| (), |()| black_box(balancer.select(&[]).map(|l| l.account_id())), BatchSize::SmallInput)
+        b.iter_batched(
+            || (),
+            |()| black_box(balancer.select(&[]).map(|l| l.account_id())),
+            BatchSize::SmallInput,
+        )
     });
 }
 

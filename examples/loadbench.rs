@@ -32,19 +32,40 @@ impl Run {
     }
 }
 
-async fn drive(url: String, headers: Vec<(&'static str, String)>, body: Arc<String>, concurrency: usize, seconds: u64, stream: bool) -> Run {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).no_proxy().build().unwrap();
+async fn drive(
+    url: String,
+    headers: Vec<(&'static str, String)>,
+    body: Arc<String>,
+    concurrency: usize,
+    seconds: u64,
+    stream: bool,
+) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .no_proxy()
+        .build()
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, headers, body, stop, errors) = (client.clone(), url.clone(), headers.clone(), body.clone(), stop.clone(), errors.clone());
+        let (client, url, headers, body, stop, errors) = (
+            client.clone(),
+            url.clone(),
+            headers.clone(),
+            body.clone(),
+            stop.clone(),
+            errors.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let mut req = client.post(&url).body(body.as_str().to_owned()).header("content-type", "application/json");
+                let mut req = client
+                    .post(&url)
+                    .body(body.as_str().to_owned())
+                    .header("content-type", "application/json");
                 for (k, v) in &headers {
                     req = req.header(*k, v);
                 }
@@ -96,7 +117,10 @@ async fn main() {
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     let stream = args.get(2).is_some_and(|a| a == "true");
 
-    let sim = SimUpstream::new().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = SimUpstream::new()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -125,7 +149,10 @@ async fn main() {
     println!("concurrency {concurrency}, {seconds} s per run, stream={stream}");
     let direct = drive(
         format!("{}/v1/messages", sim.base_url()),
-        vec![("x-api-key", "sk-ant-api03-loadbench-direct".into()), ("anthropic-version", "2023-06-01".into())],
+        vec![
+            ("x-api-key", "sk-ant-api03-loadbench-direct".into()),
+            ("anthropic-version", "2023-06-01".into()),
+        ],
         body.clone(),
         concurrency,
         seconds,
@@ -135,7 +162,10 @@ async fn main() {
     report("direct", &direct);
     let relayed = drive(
         format!("{relay_url}/v1/messages"),
-        vec![("x-api-key", key), ("anthropic-version", "2023-06-01".into())],
+        vec![
+            ("x-api-key", key),
+            ("anthropic-version", "2023-06-01".into()),
+        ],
         body,
         concurrency,
         seconds,

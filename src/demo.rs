@@ -3,8 +3,8 @@
 //! without an Anthropic account.
 
 use crate::domain::{
-    generate_raw_key, key_display_prefix, sha256_hex, Account, AccountId, AccountKind, AccountStatus, ApiKey,
-    Credentials, KeyId, KeyStatus, Secret,
+    generate_raw_key, key_display_prefix, sha256_hex, Account, AccountId, AccountKind,
+    AccountStatus, ApiKey, Credentials, KeyId, KeyStatus, Secret,
 };
 use crate::store::{self, Store};
 use chrono::Utc;

@@ -12,7 +12,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "claude-relay", version, about = "Share a pool of Claude accounts behind relay-issued keys")]
+#[command(
+    name = "claude-relay",
+    version,
+    about = "Share a pool of Claude accounts behind relay-issued keys"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -64,8 +68,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -97,11 +105,15 @@ async fn demo(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     let key_prefix = config.key_prefix.clone();
     let app = App::start(config).await.context("cannot start the relay")?;
-    let key = claude_relay::demo::seed(&app.store, &sim.base_url(), &key_prefix).context("cannot seed demo data")?;
+    let key = claude_relay::demo::seed(&app.store, &sim.base_url(), &key_prefix)
+        .context("cannot seed demo data")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let base_url = format!("http://{}", listener.local_addr().context("no local address")?);
+    let base_url = format!(
+        "http://{}",
+        listener.local_addr().context("no local address")?
+    );
     println!("{}", claude_relay::demo::instructions(&base_url, &key));
     app.serve(listener, shutdown_signal()).await?;
     Ok(())

@@ -12,9 +12,16 @@ async fn non_streaming_message_is_relayed_and_billed() {
     let account = relay.add_account("a1", "sk-ant-api03-msg-one", 1).await;
     let (key_id, key) = relay.add_key("k1").await;
 
-    let resp = relay.messages(&key, &simple_body(false)).send().await.unwrap();
+    let resp = relay
+        .messages(&key, &simple_body(false))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(resp.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
     let msg: Value = resp.json().await.unwrap();
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["role"], "assistant");
@@ -64,10 +71,16 @@ async fn request_headers_follow_the_deny_list_and_responses_the_allow_list() {
     let (_, key) = relay.add_key("k1").await;
     let resp = relay
         .messages(&key, &simple_body(false))
-        .header("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14")
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14",
+        )
         .header("x-stainless-lang", "js")
         .header("x-app", "cli")
-        .header("X-Claude-Code-Session-Id", "c2fd1380-2a3e-4f19-af32-c12020fa2a3c")
+        .header(
+            "X-Claude-Code-Session-Id",
+            "c2fd1380-2a3e-4f19-af32-c12020fa2a3c",
+        )
         .header("cookie", "session=secret")
         .header("x-forwarded-for", "10.0.0.9")
         .header("cf-connecting-ip", "10.0.0.9")
@@ -75,22 +88,54 @@ async fn request_headers_follow_the_deny_list_and_responses_the_allow_list() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    for banned in ["anthropic-ratelimit-requests-remaining", "anthropic-organization-id", "set-cookie", "cf-ray", "server"] {
-        assert!(resp.headers().get(banned).is_none(), "{banned} leaked to the client");
+    for banned in [
+        "anthropic-ratelimit-requests-remaining",
+        "anthropic-organization-id",
+        "set-cookie",
+        "cf-ray",
+        "server",
+    ] {
+        assert!(
+            resp.headers().get(banned).is_none(),
+            "{banned} leaked to the client"
+        );
     }
     assert!(resp.headers().get("request-id").is_some());
     let seen = relay.sim.sim.requests().pop().unwrap();
-    let header = |name: &str| seen.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    assert_eq!(header("anthropic-beta").as_deref(), Some("claude-code-20250219,interleaved-thinking-2025-05-14"));
+    let header = |name: &str| {
+        seen.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("anthropic-beta").as_deref(),
+        Some("claude-code-20250219,interleaved-thinking-2025-05-14")
+    );
     assert_eq!(header("anthropic-version").as_deref(), Some("2023-06-01"));
     assert_eq!(header("x-stainless-lang").as_deref(), Some("js"));
     assert_eq!(header("x-app").as_deref(), Some("cli"));
-    assert_eq!(header("x-claude-code-session-id").as_deref(), Some("c2fd1380-2a3e-4f19-af32-c12020fa2a3c"));
-    assert_eq!(header("x-api-key").as_deref(), Some("sk-ant-api03-headers"), "upstream gets the account's key");
-    for gone in ["cookie", "x-forwarded-for", "cf-connecting-ip", "authorization"] {
+    assert_eq!(
+        header("x-claude-code-session-id").as_deref(),
+        Some("c2fd1380-2a3e-4f19-af32-c12020fa2a3c")
+    );
+    assert_eq!(
+        header("x-api-key").as_deref(),
+        Some("sk-ant-api03-headers"),
+        "upstream gets the account's key"
+    );
+    for gone in [
+        "cookie",
+        "x-forwarded-for",
+        "cf-connecting-ip",
+        "authorization",
+    ] {
         assert_eq!(header(gone), None, "{gone} reached upstream");
     }
-    assert!(!seen.headers.iter().any(|(_, v)| v.contains(&key)), "the relay key reached upstream");
+    assert!(
+        !seen.headers.iter().any(|(_, v)| v.contains(&key)),
+        "the relay key reached upstream"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +156,11 @@ async fn count_tokens_is_relayed_but_not_billed() {
     let v: Value = resp.json().await.unwrap();
     assert!(v["input_tokens"].as_u64().unwrap() > 0);
     // A billed request afterwards is the first and only one counted.
-    relay.messages(&key, &simple_body(false)).send().await.unwrap();
+    relay
+        .messages(&key, &simple_body(false))
+        .send()
+        .await
+        .unwrap();
     let usage = relay.wait_key_requests(&key_id, 1).await;
     assert_eq!(usage["requests"], 1);
 }
@@ -138,9 +187,15 @@ async fn models_come_from_upstream_in_the_superset_shape() {
         assert_eq!(m["type"], "model");
         assert_eq!(m["object"], "model");
         assert!(m["created"].as_i64().unwrap() > 0);
-        assert!(m["owned_by"].is_string() && m["display_name"].is_string() && m["created_at"].is_string());
+        assert!(
+            m["owned_by"].is_string()
+                && m["display_name"].is_string()
+                && m["created_at"].is_string()
+        );
     }
-    assert!(v.get("has_more").is_some() && v.get("first_id").is_some() && v.get("last_id").is_some());
+    assert!(
+        v.get("has_more").is_some() && v.get("first_id").is_some() && v.get("last_id").is_some()
+    );
     let first = data[0]["id"].as_str().unwrap();
     let one: Value = relay
         .http
@@ -154,7 +209,13 @@ async fn models_come_from_upstream_in_the_superset_shape() {
         .unwrap();
     assert_eq!(one["id"], first);
     assert_eq!(one["object"], "model");
-    let missing = relay.http.get(format!("{}/v1/models/gpt-4", relay.base_url)).bearer_auth(&key).send().await.unwrap();
+    let missing = relay
+        .http
+        .get(format!("{}/v1/models/gpt-4", relay.base_url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -172,8 +233,21 @@ async fn models_fall_back_to_the_builtin_table_without_accounts() {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert!(ids.iter().any(|id| id.starts_with("claude-sonnet")), "{ids:?}");
-    let unauth = relay.http.get(format!("{}/v1/models", relay.base_url)).send().await.unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().any(|id| id.starts_with("claude-sonnet")),
+        "{ids:?}"
+    );
+    let unauth = relay
+        .http
+        .get(format!("{}/v1/models", relay.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauth.status(), 401);
 }

@@ -12,8 +12,12 @@ fn reported_usage(body: &str, stream: bool) -> [u64; 5] {
         [
             u["input_tokens"].as_u64().unwrap_or(0),
             u["output_tokens"].as_u64().unwrap_or(0),
-            u["cache_creation"]["ephemeral_5m_input_tokens"].as_u64().unwrap_or(0),
-            u["cache_creation"]["ephemeral_1h_input_tokens"].as_u64().unwrap_or(0),
+            u["cache_creation"]["ephemeral_5m_input_tokens"]
+                .as_u64()
+                .unwrap_or(0),
+            u["cache_creation"]["ephemeral_1h_input_tokens"]
+                .as_u64()
+                .unwrap_or(0),
             u["cache_read_input_tokens"].as_u64().unwrap_or(0),
         ]
     };
@@ -22,7 +26,9 @@ fn reported_usage(body: &str, stream: bool) -> [u64; 5] {
     }
     let mut total = [0u64; 5];
     for line in body.lines() {
-        let Some(data) = line.strip_prefix("data: ") else { continue };
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
         let v: Value = serde_json::from_str(data).unwrap();
         match v["type"].as_str() {
             Some("message_start") => {
@@ -44,7 +50,10 @@ async fn totals_match_upstream_reports_exactly() {
     let long_system = "You are a careful assistant. ".repeat(200);
     let mut expected = [0u64; 5];
     let mut n = 0;
-    for (i, stream) in [false, true, false, true, true, false].into_iter().enumerate() {
+    for (i, stream) in [false, true, false, true, true, false]
+        .into_iter()
+        .enumerate()
+    {
         let ttl = if i % 2 == 0 { "5m" } else { "1h" };
         let body = json!({
             "model": "claude-sonnet-4-5",
@@ -62,16 +71,29 @@ async fn totals_match_upstream_reports_exactly() {
         }
         n += 1;
     }
-    assert!(expected[4] > 0, "the simulator should have served cache reads");
-    assert!(expected[2] + expected[3] > 0, "the simulator should have written the cache");
+    assert!(
+        expected[4] > 0,
+        "the simulator should have served cache reads"
+    );
+    assert!(
+        expected[2] + expected[3] > 0,
+        "the simulator should have written the cache"
+    );
     let usage = relay.wait_key_requests(&key_id, n).await;
     assert_eq!(usage["inputTokens"].as_u64().unwrap(), expected[0]);
     assert_eq!(usage["outputTokens"].as_u64().unwrap(), expected[1]);
-    assert_eq!(usage["cacheCreationInputTokens"].as_u64().unwrap(), expected[2] + expected[3]);
+    assert_eq!(
+        usage["cacheCreationInputTokens"].as_u64().unwrap(),
+        expected[2] + expected[3]
+    );
     assert_eq!(usage["cacheReadInputTokens"].as_u64().unwrap(), expected[4]);
     // claude-sonnet-4-5 in nano-USD per token: input 3000, output 15000,
     // cache write 5m 3750, 1h 6000, cache read 300.
-    let nano = expected[0] * 3_000 + expected[1] * 15_000 + expected[2] * 3_750 + expected[3] * 6_000 + expected[4] * 300;
+    let nano = expected[0] * 3_000
+        + expected[1] * 15_000
+        + expected[2] * 3_750
+        + expected[3] * 6_000
+        + expected[4] * 300;
     let cost = claude_relay::domain::NanoUsd(nano).to_decimal_string();
     assert_eq!(usage["costUsd"].as_str().unwrap(), cost);
     let acc = relay.account_usage(&account).await;
@@ -89,13 +111,25 @@ async fn key_multiplier_bills_keys_but_not_accounts() {
             json!({"i": {"name": "double", "costMultiplier": 2.0}}),
         )
         .await;
-    let key_id = v["createApiKey"]["apiKey"]["id"].as_str().unwrap().to_string();
+    let key_id = v["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let key = v["createApiKey"]["secret"].as_str().unwrap().to_string();
-    relay.messages(&key, &common::simple_body(false)).send().await.unwrap().bytes().await.unwrap();
+    relay
+        .messages(&key, &common::simple_body(false))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let usage = relay.wait_key_requests(&key_id, 1).await;
-    let key_cost = claude_relay::domain::NanoUsd::parse_decimal(usage["costUsd"].as_str().unwrap()).unwrap();
+    let key_cost =
+        claude_relay::domain::NanoUsd::parse_decimal(usage["costUsd"].as_str().unwrap()).unwrap();
     let acc = relay.account_usage(&account).await;
-    let list_cost = claude_relay::domain::NanoUsd::parse_decimal(acc["costUsd"].as_str().unwrap()).unwrap();
+    let list_cost =
+        claude_relay::domain::NanoUsd::parse_decimal(acc["costUsd"].as_str().unwrap()).unwrap();
     assert!(list_cost.0 > 0);
     assert_eq!(key_cost.0, list_cost.0 * 2);
 }

@@ -1,24 +1,98 @@
-//! The admin GraphQL API (implemented by the store line of work).
+//! The admin API (GraphQL): sessions, relay keys, upstream accounts and
+//! their usage, over the same `Store` the relay uses. It owns the schema
+//! (committed as schema/schema.graphql), its transport and admin bootstrap;
+//! it never opens sled trees itself.
+//!
+//! Layout: `http` (transport, auth header, timeout), `auth` (sessions,
+//! roles, passwords, throttling), `bootstrap` (first admin), `session`,
+//! `keys`, `accounts` (resolvers), `usage`, `types`, `scalars`,
+//! `connection` (pagination), `validate` (input checks), `error` (`GqlError`).
+
+mod accounts;
+mod auth;
+mod bootstrap;
+mod connection;
+mod error;
+mod http;
+mod keys;
+mod scalars;
+mod session;
+mod types;
+mod usage;
+mod validate;
+
+pub use bootstrap::{bootstrap_admin, password_file, DEFAULT_ADMIN, PASSWORD_FILE};
+pub use error::GqlError;
+
 use crate::config::Config;
-use crate::store::{self, Store};
+use crate::store::Store;
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+use axum::routing::get;
+use axum::Router;
 use std::sync::Arc;
 
+/// What the admin API needs from the app.
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Store,
     pub config: Arc<Config>,
 }
 
-pub fn router(state: AdminState) -> axum::Router {
-    let _ = state;
-    axum::Router::new()
+#[derive(MergedObject, Default)]
+pub struct Query(
+    session::SessionQuery,
+    keys::KeyQuery,
+    accounts::AccountQuery,
+    usage::UsageQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    session::SessionMutation,
+    keys::KeyMutation,
+    accounts::AccountMutation,
+);
+
+pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
+const MAX_DEPTH: usize = 16;
+const MAX_COMPLEXITY: usize = 2000;
+/// GraphQL documents are small; this also bounds what the parser sees.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
+    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(32)
+        .limit_directives(16);
+    match services {
+        Some(s) => builder.data(s).finish(),
+        None => builder.finish(),
+    }
 }
 
+/// POST and GET `/graphql` (GET: queries only) and `/graphql/ws`
+/// (graphql-transport-ws; authenticate in `connection_init`). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so login throttling
+/// also counts per client address.
+pub fn router(state: AdminState) -> Router {
+    let services = Arc::new(auth::Services::new(state.store, state.config));
+    let app = http::HttpState {
+        schema: build_schema(Some(services.clone())),
+        services,
+    };
+    Router::new()
+        .route("/graphql", get(http::graphql_get).post(http::graphql_post))
+        .route("/graphql/ws", get(http::graphql_ws))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .with_state(app)
+}
+
+/// The SDL of the schema, for the schema test and schema/schema.graphql.
 pub fn schema_sdl() -> String {
-    String::new()
-}
-
-pub async fn bootstrap_admin(store: &Store, config: &Config) -> Result<(), store::Error> {
-    let _ = (store, config);
-    Ok(())
+    build_schema(None).sdl()
 }

@@ -1,13 +1,28 @@
 //! The store: the only module that touches sled. Typed trees for keys,
 //! accounts, admins, sessions and usage buckets; secrets sealed by the vault
 //! (AES-256-GCM under the master key); schema version and migrations in `meta`.
-//! Every write emits a [`StoreEvent`] so caches and the balancer can refresh.
+//! Every committed write emits a [`StoreEvent`] so caches and the balancer can refresh.
 //!
-//! CONTRACT (implemented by the store line of work; signatures are fixed).
+//! This file owns the [`Store`] handle, opening, flushing and events; each
+//! record kind lives in its own file (`keys`, `accounts`, `admins`, `usage`).
+//! The public signatures here are a contract other modules code against.
+
+mod accounts;
+mod admins;
+mod keys;
+mod meta;
+mod trees;
+mod usage;
+mod vault;
 
 use crate::domain::*;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+pub use usage::REQUEST_LOG_MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +36,21 @@ pub enum Error {
     Conflict(String),
     #[error("not found")]
     NotFound,
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Sled(e.to_string())
+    }
+}
+
+impl From<sled::transaction::TransactionError<Error>> for Error {
+    fn from(e: sled::transaction::TransactionError<Error>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
+    }
 }
 
 /// How to open the store.
@@ -56,92 +86,252 @@ pub struct UsageBatch {
 /// Cheap clonable handle to the one sled database.
 #[derive(Clone)]
 pub struct Store {
-    _private: (),
+    inner: Arc<Inner>,
 }
 
-#[allow(unused_variables, clippy::missing_errors_doc)]
+struct Inner {
+    db: sled::Db,
+    meta: sled::Tree,
+    keys: sled::Tree,
+    keys_by_hash: sled::Tree,
+    accounts: sled::Tree,
+    admins: sled::Tree,
+    admins_by_name: sled::Tree,
+    sessions: sled::Tree,
+    usage: sled::Tree,
+    requests: sled::Tree,
+    vault: vault::Vault,
+    events: broadcast::Sender<StoreEvent>,
+    /// Entries in the request log; kept in memory because sled's `len` is a scan.
+    request_log_len: AtomicUsize,
+    request_log_max: usize,
+}
+
+/// Subscribers that fall this far behind see `Lagged` and should resync.
+const EVENT_CAPACITY: usize = 1024;
+/// The sled database lives in this directory under the data dir, beside the
+/// key file and the admin password file.
+pub const DB_DIR: &str = "db";
+
 impl Store {
     pub fn open(opts: &StoreOptions) -> Result<Store, Error> {
-        todo!()
+        Self::open_with_log_max(opts, REQUEST_LOG_MAX)
     }
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
-        todo!()
+
+    fn open_with_log_max(opts: &StoreOptions, request_log_max: usize) -> Result<Store, Error> {
+        std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
+            Error::Sled(format!(
+                "cannot create data dir {}: {e}",
+                opts.data_dir.display()
+            ))
+        })?;
+        let db = sled::Config::new()
+            .path(opts.data_dir.join(DB_DIR))
+            .cache_capacity(opts.cache_capacity_bytes)
+            .open()?;
+        let meta = db.open_tree(trees::META)?;
+        meta::check_supported(&meta)?;
+        let accounts = db.open_tree(trees::ACCOUNTS)?;
+        let vault = vault::Vault::load(opts, &meta, !accounts.is_empty())?;
+        meta::migrate(&db, &meta, &vault)?;
+        let requests = db.open_tree(trees::REQUESTS)?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let inner = Inner {
+            meta,
+            keys: db.open_tree(trees::KEYS)?,
+            keys_by_hash: db.open_tree(trees::KEYS_BY_HASH)?,
+            accounts,
+            admins: db.open_tree(trees::ADMINS)?,
+            admins_by_name: db.open_tree(trees::ADMINS_BY_NAME)?,
+            sessions: db.open_tree(trees::SESSIONS)?,
+            usage: db.open_tree(trees::USAGE)?,
+            request_log_len: AtomicUsize::new(requests.len()),
+            requests,
+            vault,
+            events,
+            request_log_max,
+            db,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
     }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+
     /// Durable flush (used after OAuth refresh and at shutdown).
     pub async fn flush(&self) -> Result<(), Error> {
-        todo!()
+        self.inner.db.flush_async().await?;
+        Ok(())
     }
 
-    // ---- relay keys ----
-    /// Fails with `Conflict` if the hash is already taken.
-    pub fn create_key(&self, key: &ApiKey) -> Result<(), Error> {
-        todo!()
-    }
-    pub fn put_key(&self, key: &ApiKey) -> Result<(), Error> {
-        todo!()
-    }
-    pub fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, Error> {
-        todo!()
-    }
-    pub fn key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
-        todo!()
-    }
-    /// All keys in id (creation) order.
-    pub fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
-        todo!()
+    /// Sends an event after a commit; having no subscriber is fine.
+    fn emit(&self, event: StoreEvent) {
+        let _ = self.inner.events.send(event);
     }
 
-    // ---- accounts (credentials and proxy encrypted at rest) ----
-    pub fn put_account(&self, account: &Account) -> Result<(), Error> {
-        todo!()
+    /// The schema version recorded in `meta` (0 for a store never opened).
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        meta::read_version(&self.inner.meta)
     }
-    pub fn get_account(&self, id: AccountId) -> Result<Option<Account>, Error> {
-        todo!()
-    }
-    pub fn list_accounts(&self) -> Result<Vec<Account>, Error> {
-        todo!()
+}
+
+/// Aborts a sled transaction with one of our errors.
+fn abort<T>(e: Error) -> sled::transaction::ConflictableTransactionResult<T, Error> {
+    Err(sled::transaction::ConflictableTransactionError::Abort(e))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub(crate) fn options(dir: &std::path::Path) -> StoreOptions {
+        StoreOptions {
+            data_dir: dir.to_path_buf(),
+            master_key: None,
+            master_key_file: dir.join("master.key"),
+            cache_capacity_bytes: 8 * 1024 * 1024,
+        }
     }
 
-    // ---- admins and sessions ----
-    pub fn admin_count(&self) -> Result<usize, Error> {
-        todo!()
-    }
-    pub fn put_admin(&self, admin: &Admin) -> Result<(), Error> {
-        todo!()
-    }
-    pub fn get_admin(&self, id: AdminId) -> Result<Option<Admin>, Error> {
-        todo!()
-    }
-    pub fn admin_by_username(&self, username: &str) -> Result<Option<Admin>, Error> {
-        todo!()
-    }
-    pub fn list_admins(&self) -> Result<Vec<Admin>, Error> {
-        todo!()
-    }
-    pub fn put_session(&self, session: &AdminSession) -> Result<(), Error> {
-        todo!()
-    }
-    pub fn session_by_hash(&self, token_hash: &str) -> Result<Option<AdminSession>, Error> {
-        todo!()
-    }
-    pub fn delete_session(&self, token_hash: &str) -> Result<(), Error> {
-        todo!()
+    pub(crate) fn open(dir: &std::path::Path) -> Store {
+        Store::open(&options(dir)).unwrap()
     }
 
-    // ---- usage ----
-    pub fn apply_usage(&self, batch: &UsageBatch) -> Result<(), Error> {
-        todo!()
+    pub(crate) fn open_with_log_max(dir: &std::path::Path, max: usize) -> Store {
+        Store::open_with_log_max(&options(dir), max).unwrap()
     }
-    /// Sum over `[from, to)` (hour granularity), or the lifetime total when `range` is None.
-    pub fn usage_total(
-        &self,
-        subject: &UsageSubject,
-        range: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    ) -> Result<UsageTotals, Error> {
-        todo!()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn fresh_store_creates_a_0600_key_file_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert_eq!(store.schema_version().unwrap(), meta::CURRENT_VERSION);
+        store.flush().await.unwrap();
+        drop(store);
+        let key_file = dir.path().join("master.key");
+        assert!(key_file.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = open(dir.path());
+        assert_eq!(again.schema_version().unwrap(), meta::CURRENT_VERSION);
     }
-    /// The newest finished requests, newest first.
-    pub fn recent_requests(&self, limit: usize) -> Result<Vec<UsageRecord>, Error> {
-        todo!()
+
+    #[test]
+    fn environment_key_wins_and_a_wrong_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.master_key = Some("11".repeat(32));
+        drop(Store::open(&opts).unwrap());
+        assert!(
+            !opts.master_key_file.exists(),
+            "no key file when the key comes from the environment"
+        );
+        opts.master_key = Some("22".repeat(32));
+        match Store::open(&opts) {
+            Err(Error::MasterKey(msg)) => assert!(msg.contains("does not match"), "{msg}"),
+            other => panic!("expected a master key error, got {:?}", other.err()),
+        }
+        // Without any key: the store was set up, so no new key file is generated.
+        opts.master_key = None;
+        assert!(matches!(Store::open(&opts), Err(Error::MasterKey(_))));
+        assert!(!opts.master_key_file.exists());
+        opts.master_key = Some("11".repeat(32));
+        assert!(Store::open(&opts).is_ok());
+    }
+
+    #[test]
+    fn events_are_emitted_after_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut rx = store.subscribe();
+        let key = keys::tests::sample_key("k1", "hash-1");
+        store.create_key(&key).unwrap();
+        match rx.try_recv().unwrap() {
+            StoreEvent::KeyChanged { id, key_hash } => {
+                assert_eq!(id, key.id);
+                assert_eq!(key_hash, "hash-1");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let account = accounts::tests::sample_account("a1");
+        store.put_account(&account).unwrap();
+        assert!(
+            matches!(rx.try_recv().unwrap(), StoreEvent::AccountChanged { id } if id == account.id)
+        );
+        let admin = admins::tests::sample_admin("root");
+        store.put_admin(&admin).unwrap();
+        assert!(
+            matches!(rx.try_recv().unwrap(), StoreEvent::AdminChanged { id } if id == admin.id)
+        );
+        assert!(rx.try_recv().is_err(), "no stray events");
+    }
+}
+
+#[cfg(test)]
+mod reopen_tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn reopen_keeps_keys_accounts_admins_sessions_and_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = keys::tests::sample_key("k", "hash-k");
+        let account = accounts::tests::sample_account("a");
+        let admin = admins::tests::sample_admin("root");
+        let session = AdminSession {
+            token_hash: "session-hash".into(),
+            admin_id: admin.id,
+            created_at: Utc::now(),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        {
+            let store = open(dir.path());
+            store.create_key(&key).unwrap();
+            store.put_account(&account).unwrap();
+            store.put_admin(&admin).unwrap();
+            store.put_session(&session).unwrap();
+            store
+                .apply_usage(&UsageBatch {
+                    hourly: vec![(
+                        UsageSubject::Key(key.id),
+                        Utc::now(),
+                        UsageTotals {
+                            requests: 2,
+                            ..Default::default()
+                        },
+                    )],
+                    ..UsageBatch::default()
+                })
+                .unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.key_by_hash("hash-k").unwrap(), Some(key.clone()));
+        assert_eq!(store.list_accounts().unwrap(), vec![account]);
+        assert_eq!(store.admin_by_username("root").unwrap(), Some(admin));
+        assert_eq!(
+            store.session_by_hash("session-hash").unwrap(),
+            Some(session)
+        );
+        assert_eq!(
+            store
+                .usage_total(&UsageSubject::Key(key.id), None)
+                .unwrap()
+                .requests,
+            2
+        );
     }
 }

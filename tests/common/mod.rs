@@ -44,13 +44,20 @@ impl TestRelay {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestRelay {
-        let sim = SimUpstream::new().spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let sim = SimUpstream::new()
+            .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
         let data_dir = tempfile::tempdir().unwrap();
         Self::start_on(sim, data_dir, tweak).await
     }
 
     /// Starts a relay on an existing sim and data dir (for restart tests).
-    pub async fn start_on(sim: SimHandle, data_dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestRelay {
+    pub async fn start_on(
+        sim: SimHandle,
+        data_dir: TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestRelay {
         let mut config = test_config(data_dir.path());
         tweak(&mut config);
         let app = App::start(config).await.unwrap();
@@ -99,11 +106,17 @@ impl TestRelay {
                 json!({"u": user, "p": password}),
             )
             .await;
-        v["data"]["login"]["token"].as_str().unwrap_or_else(|| panic!("login failed: {v}")).to_string()
+        v["data"]["login"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login failed: {v}"))
+            .to_string()
     }
 
     pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut req = self.http.post(format!("{}/graphql", self.base_url)).json(&json!({"query": query, "variables": variables}));
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.base_url))
+            .json(&json!({"query": query, "variables": variables}));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -112,7 +125,9 @@ impl TestRelay {
 
     /// Runs an admin query and fails the test on GraphQL errors.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
-        let v = self.gql_as(Some(&self.admin_token.clone()), query, variables).await;
+        let v = self
+            .gql_as(Some(&self.admin_token.clone()), query, variables)
+            .await;
         assert!(v.get("errors").is_none(), "GraphQL errors: {v}");
         v["data"].clone()
     }
@@ -125,7 +140,10 @@ impl TestRelay {
                 json!({"i": {"name": name, "kind": "ANTHROPIC_API_KEY", "apiKey": upstream_key, "baseUrl": self.sim.base_url(), "priority": priority}}),
             )
             .await;
-        v["createAccount"]["account"]["id"].as_str().unwrap().to_string()
+        v["createAccount"]["account"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Issues a relay key; returns (id, raw secret).
@@ -137,7 +155,10 @@ impl TestRelay {
             )
             .await;
         (
-            v["createApiKey"]["apiKey"]["id"].as_str().unwrap().to_string(),
+            v["createApiKey"]["apiKey"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
             v["createApiKey"]["secret"].as_str().unwrap().to_string(),
         )
     }
@@ -171,7 +192,10 @@ impl TestRelay {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("key usage never reached {n} requests: {}", self.key_usage(key_id).await);
+        panic!(
+            "key usage never reached {n} requests: {}",
+            self.key_usage(key_id).await
+        );
     }
 
     pub fn messages(&self, key: &str, body: &Value) -> reqwest::RequestBuilder {

@@ -1,0 +1,485 @@
+//! Upstream accounts in the admin API: the `Account` object (credentials
+//! and proxy only ever masked), the `accounts` connection and `account(id)`,
+//! and create/update/delete with kind-specific credential checks. Names are
+//! unique (ignoring case) among accounts not deleted.
+
+use super::auth::{require_admin, require_writer, services};
+use super::connection::{paginate, PageInfo, SortKey, DEFAULT_PAGE};
+use super::error::GqlError;
+use super::scalars::DateTime;
+use super::types::{AccountKind, AccountStatus, OrderDirection};
+use super::usage::{totals, Usage};
+use super::validate;
+use crate::domain::{self, Account, AccountId, Credentials, Secret, UsageSubject};
+use crate::store::Store;
+use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
+use chrono::Utc;
+
+/// An upstream account. Credentials are write-only: reads show masks.
+pub struct AccountNode(pub Account);
+
+/// An upstream account. Credentials are write-only: reads show masks.
+#[Object(name = "Account")]
+impl AccountNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn kind(&self) -> AccountKind {
+        self.0.kind.into()
+    }
+    /// 1 is most preferred.
+    async fn priority(&self) -> u32 {
+        self.0.priority
+    }
+    async fn status(&self) -> AccountStatus {
+        self.0.status.into()
+    }
+    /// Overrides the kind's default API base URL.
+    async fn base_url(&self) -> Option<&str> {
+        self.0.base_url.as_deref()
+    }
+    /// The proxy, masked: scheme, host and port only.
+    async fn proxy(&self) -> Option<String> {
+        self.0
+            .proxy
+            .as_ref()
+            .map(|p| validate::mask_proxy(p.expose()))
+    }
+    /// ANTHROPIC_API_KEY accounts: the key, masked.
+    async fn api_key(&self) -> Option<String> {
+        self.0.credentials.api_key.as_ref().map(Secret::masked)
+    }
+    /// CLAUDE_OAUTH accounts: the access token, masked.
+    async fn access_token(&self) -> Option<String> {
+        self.0.credentials.access_token.as_ref().map(Secret::masked)
+    }
+    /// CLAUDE_OAUTH accounts: the refresh token, masked.
+    async fn refresh_token(&self) -> Option<String> {
+        self.0
+            .credentials
+            .refresh_token
+            .as_ref()
+            .map(Secret::masked)
+    }
+    /// CLAUDE_OAUTH accounts: when the access token expires.
+    async fn expires_at(&self) -> Option<DateTime> {
+        self.0.credentials.expires_at.map(DateTime)
+    }
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
+    }
+    /// Usage served by this account in `[from, to)` (UTC hours), or the
+    /// lifetime total; `costUsd` is the list (upstream) cost.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime>,
+        to: Option<DateTime>,
+    ) -> Result<Usage> {
+        let t = totals(
+            &services(ctx)?.store,
+            &UsageSubject::Account(self.0.id),
+            from,
+            to,
+        )?;
+        Ok(Usage::list(t))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AccountEdge {
+    pub cursor: String,
+    pub node: AccountNode,
+}
+
+#[derive(SimpleObject)]
+pub struct AccountConnection {
+    /// Accounts matching the filter, across all pages.
+    pub total_count: usize,
+    pub edges: Vec<AccountEdge>,
+    pub page_info: PageInfo,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Default, Eq, PartialEq)]
+pub enum AccountOrderField {
+    #[default]
+    CreatedAt,
+    Name,
+    Priority,
+}
+
+#[derive(InputObject, Default)]
+pub struct AccountOrder {
+    #[graphql(default)]
+    pub field: AccountOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+#[derive(InputObject, Default)]
+pub struct AccountFilter {
+    /// Only these statuses; without it, every account except DELETED ones.
+    pub status: Option<Vec<AccountStatus>>,
+    pub kind: Option<AccountKind>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+}
+
+impl AccountFilter {
+    fn matches(&self, a: &Account) -> bool {
+        let status_ok = match &self.status {
+            Some(list) => list
+                .iter()
+                .any(|s| domain::AccountStatus::from(*s) == a.status),
+            None => a.status != domain::AccountStatus::Deleted,
+        };
+        let kind_ok = self
+            .kind
+            .is_none_or(|k| domain::AccountKind::from(k) == a.kind);
+        let search_ok = self
+            .search
+            .as_ref()
+            .is_none_or(|s| a.name.to_lowercase().contains(&s.trim().to_lowercase()));
+        status_ok && kind_ok && search_ok
+    }
+}
+
+#[derive(Default)]
+pub struct AccountQuery;
+
+#[Object]
+impl AccountQuery {
+    /// Upstream accounts, oldest first unless `orderBy` says otherwise.
+    async fn accounts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(DEFAULT_PAGE)")] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AccountFilter>,
+        order_by: Option<AccountOrder>,
+    ) -> Result<AccountConnection> {
+        require_admin(ctx)?;
+        let filter = filter.unwrap_or_default();
+        let order = order_by.unwrap_or_default();
+        let accounts: Vec<Account> = services(ctx)?
+            .store
+            .list_accounts()
+            .map_err(GqlError::from)?
+            .into_iter()
+            .filter(|a| filter.matches(a))
+            .collect();
+        let field = order.field;
+        let sort = move |a: &Account| match field {
+            AccountOrderField::CreatedAt => SortKey::time(Some(a.created_at), a.id.0),
+            AccountOrderField::Name => SortKey::text(&a.name, a.id.0),
+            AccountOrderField::Priority => SortKey::number(u64::from(a.priority), a.id.0),
+        };
+        let tag = format!("accounts:{:?}", order.field);
+        let desc = order.direction == OrderDirection::Desc;
+        let page = paginate(
+            accounts,
+            sort,
+            &tag,
+            desc,
+            first.unwrap_or(DEFAULT_PAGE),
+            after.as_deref(),
+        )?;
+        Ok(AccountConnection {
+            total_count: page.total_count,
+            edges: page
+                .edges
+                .into_iter()
+                .map(|(cursor, a)| AccountEdge {
+                    cursor,
+                    node: AccountNode(a),
+                })
+                .collect(),
+            page_info: page.page_info,
+        })
+    }
+
+    /// One account by id (deleted accounts included), or null.
+    async fn account(&self, ctx: &Context<'_>, id: ID) -> Result<Option<AccountNode>> {
+        require_admin(ctx)?;
+        let id = validate::id("id", &id)?;
+        let account = services(ctx)?
+            .store
+            .get_account(AccountId(id))
+            .map_err(GqlError::from)?;
+        Ok(account.map(AccountNode))
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateAccountInput {
+    pub name: String,
+    pub kind: AccountKind,
+    /// Required for ANTHROPIC_API_KEY.
+    pub api_key: Option<String>,
+    /// Required for CLAUDE_OAUTH.
+    pub access_token: Option<String>,
+    /// Required for CLAUDE_OAUTH.
+    pub refresh_token: Option<String>,
+    /// CLAUDE_OAUTH: when the access token expires.
+    pub expires_at: Option<DateTime>,
+    /// http(s) URL replacing the kind's default API base URL.
+    pub base_url: Option<String>,
+    /// http, https, socks5 or socks5h URL used for every call of this account.
+    pub proxy: Option<String>,
+    /// 1 (most preferred) to 1000; default 50.
+    pub priority: Option<i32>,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateAccountPayload {
+    pub account: AccountNode,
+}
+
+/// Fields left out stay as they are; `null` clears `baseUrl`, `proxy` and `expiresAt`.
+#[derive(InputObject)]
+pub struct UpdateAccountInput {
+    pub id: ID,
+    pub name: Option<String>,
+    pub priority: Option<i32>,
+    /// ACTIVE or DISABLED (ACTIVE also restores a deleted or AUTH_FAILED account).
+    pub status: Option<AccountStatus>,
+    pub base_url: MaybeUndefined<String>,
+    pub proxy: MaybeUndefined<String>,
+    pub api_key: Option<String>,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_at: MaybeUndefined<DateTime>,
+}
+
+#[derive(SimpleObject)]
+pub struct UpdateAccountPayload {
+    pub account: AccountNode,
+}
+
+#[derive(InputObject)]
+pub struct DeleteAccountInput {
+    pub id: ID,
+}
+
+#[derive(SimpleObject)]
+pub struct DeleteAccountPayload {
+    pub deleted_id: ID,
+}
+
+/// The credentials an account kind takes; others are refused, not ignored.
+fn check_credential_fields(
+    kind: domain::AccountKind,
+    api_key: bool,
+    oauth: bool,
+    expires_at: bool,
+) -> Result<(), GqlError> {
+    match kind {
+        domain::AccountKind::AnthropicApiKey if oauth || expires_at => Err(GqlError::bad_input(
+            "ANTHROPIC_API_KEY accounts take `apiKey`, not `accessToken`, `refreshToken` or `expiresAt`",
+        )),
+        domain::AccountKind::ClaudeOauth if api_key => {
+            Err(GqlError::bad_input("CLAUDE_OAUTH accounts take `accessToken` and `refreshToken`, not `apiKey`"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn ensure_name_free(store: &Store, name: &str, except: Option<AccountId>) -> Result<(), GqlError> {
+    let lower = name.to_lowercase();
+    let taken = store.list_accounts()?.iter().any(|a| {
+        Some(a.id) != except
+            && a.status != domain::AccountStatus::Deleted
+            && a.name.to_lowercase() == lower
+    });
+    if taken {
+        return Err(GqlError::Conflict(format!(
+            "an account named {name:?} already exists"
+        )));
+    }
+    Ok(())
+}
+
+fn load(store: &Store, id: &ID) -> Result<Account, GqlError> {
+    let id = validate::id("id", id)?;
+    store
+        .get_account(AccountId(id))?
+        .ok_or_else(|| GqlError::NotFound("no account with this id".into()))
+}
+
+#[derive(Default)]
+pub struct AccountMutation;
+
+#[Object]
+impl AccountMutation {
+    /// Adds an upstream account; its credentials are encrypted at rest.
+    async fn create_account(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAccountInput,
+    ) -> Result<CreateAccountPayload> {
+        require_writer(ctx)?;
+        let svc = services(ctx)?;
+        let kind = domain::AccountKind::from(input.kind);
+        let name = validate::name("name", &input.name)?;
+        let oauth_given = input.access_token.is_some() || input.refresh_token.is_some();
+        check_credential_fields(
+            kind,
+            input.api_key.is_some(),
+            oauth_given,
+            input.expires_at.is_some(),
+        )?;
+        let required = |field: &str, v: &Option<String>| match v {
+            Some(v) => validate::secret(field, v),
+            None => Err(GqlError::bad_input(format!(
+                "`{field}` is required for this kind of account"
+            ))),
+        };
+        let credentials = match kind {
+            domain::AccountKind::AnthropicApiKey => Credentials {
+                api_key: Some(required("apiKey", &input.api_key)?),
+                ..Credentials::default()
+            },
+            domain::AccountKind::ClaudeOauth => Credentials {
+                api_key: None,
+                access_token: Some(required("accessToken", &input.access_token)?),
+                refresh_token: Some(required("refreshToken", &input.refresh_token)?),
+                expires_at: input.expires_at.map(|t| t.0),
+            },
+        };
+        let base_url = input
+            .base_url
+            .as_deref()
+            .map(validate::base_url)
+            .transpose()?;
+        let proxy = input.proxy.as_deref().map(validate::proxy).transpose()?;
+        let priority = input
+            .priority
+            .map(validate::priority)
+            .transpose()?
+            .unwrap_or(validate::DEFAULT_PRIORITY);
+        let now = Utc::now();
+        let account = Account {
+            id: AccountId::generate(),
+            name,
+            kind,
+            priority,
+            status: domain::AccountStatus::Active,
+            base_url,
+            credentials,
+            proxy,
+            created_at: now,
+            updated_at: now,
+        };
+        let _guard = svc.writes.lock().await;
+        ensure_name_free(&svc.store, &account.name, None)?;
+        svc.store.put_account(&account).map_err(GqlError::from)?;
+        tracing::info!(account.id = %account.id, "account created");
+        Ok(CreateAccountPayload {
+            account: AccountNode(account),
+        })
+    }
+
+    /// Changes an account. New credentials for an AUTH_FAILED account make it
+    /// ACTIVE again unless `status` says otherwise.
+    async fn update_account(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateAccountInput,
+    ) -> Result<UpdateAccountPayload> {
+        require_writer(ctx)?;
+        let svc = services(ctx)?;
+        let _guard = svc.writes.lock().await;
+        let mut account = load(&svc.store, &input.id)?;
+        let oauth_given = input.access_token.is_some() || input.refresh_token.is_some();
+        check_credential_fields(
+            account.kind,
+            input.api_key.is_some(),
+            oauth_given,
+            !input.expires_at.is_undefined(),
+        )?;
+        if let Some(name) = &input.name {
+            account.name = validate::name("name", name)?;
+        }
+        if let Some(p) = input.priority {
+            account.priority = validate::priority(p)?;
+        }
+        match input.base_url {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => account.base_url = None,
+            MaybeUndefined::Value(u) => account.base_url = Some(validate::base_url(&u)?),
+        }
+        match input.proxy {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => account.proxy = None,
+            MaybeUndefined::Value(p) => account.proxy = Some(validate::proxy(&p)?),
+        }
+        let creds = &mut account.credentials;
+        if let Some(k) = &input.api_key {
+            creds.api_key = Some(validate::secret("apiKey", k)?);
+        }
+        if let Some(t) = &input.access_token {
+            creds.access_token = Some(validate::secret("accessToken", t)?);
+        }
+        if let Some(t) = &input.refresh_token {
+            creds.refresh_token = Some(validate::secret("refreshToken", t)?);
+        }
+        match input.expires_at {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => creds.expires_at = None,
+            MaybeUndefined::Value(t) => creds.expires_at = Some(t.0),
+        }
+        let new_credentials = input.api_key.is_some() || oauth_given;
+        match input.status {
+            Some(AccountStatus::Active) => account.status = domain::AccountStatus::Active,
+            Some(AccountStatus::Disabled) => account.status = domain::AccountStatus::Disabled,
+            Some(AccountStatus::AuthFailed | AccountStatus::Deleted) => {
+                return Err(GqlError::bad_input(
+                    "`status` may be ACTIVE or DISABLED (use deleteAccount to delete)",
+                )
+                .into());
+            }
+            None if new_credentials && account.status == domain::AccountStatus::AuthFailed => {
+                account.status = domain::AccountStatus::Active;
+            }
+            None => {}
+        }
+        if account.status != domain::AccountStatus::Deleted {
+            ensure_name_free(&svc.store, &account.name, Some(account.id))?;
+        }
+        account.updated_at = Utc::now();
+        svc.store.put_account(&account).map_err(GqlError::from)?;
+        tracing::info!(account.id = %account.id, "account updated");
+        Ok(UpdateAccountPayload {
+            account: AccountNode(account),
+        })
+    }
+
+    /// Soft delete: the account stops serving new requests (in-flight ones
+    /// finish), its history stays, and `updateAccount(status: ACTIVE)`
+    /// restores it. Deleting twice is fine.
+    async fn delete_account(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteAccountInput,
+    ) -> Result<DeleteAccountPayload> {
+        require_writer(ctx)?;
+        let svc = services(ctx)?;
+        let _guard = svc.writes.lock().await;
+        let mut account = load(&svc.store, &input.id)?;
+        if account.status != domain::AccountStatus::Deleted {
+            account.status = domain::AccountStatus::Deleted;
+            account.updated_at = Utc::now();
+            svc.store.put_account(&account).map_err(GqlError::from)?;
+            tracing::info!(account.id = %account.id, "account deleted");
+        }
+        Ok(DeleteAccountPayload {
+            deleted_id: ID(account.id.to_string()),
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! Shared GraphQL types: the enums mirrored from `domain` (values in
+//! SCREAMING_SNAKE), the `Admin` object and the ordering direction.
+
+use super::scalars::DateTime;
+use crate::domain;
+use async_graphql::{Enum, Object, ID};
+
+/// The kind of upstream account, which decides the credentials it needs.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::AccountKind")]
+pub enum AccountKind {
+    /// A Console API key (`apiKey`).
+    AnthropicApiKey,
+    /// A Claude OAuth login (`accessToken` + `refreshToken`, refreshed before `expiresAt`).
+    ClaudeOauth,
+}
+
+/// Lifecycle of an upstream account.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::AccountStatus")]
+pub enum AccountStatus {
+    Active,
+    Disabled,
+    /// Set by the relay when upstream rejects the credentials for good.
+    AuthFailed,
+    /// Soft-deleted: kept with its usage history, restorable by setting ACTIVE.
+    Deleted,
+}
+
+/// Lifecycle of a relay key.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::KeyStatus")]
+pub enum ApiKeyStatus {
+    Active,
+    Disabled,
+    /// Soft-deleted: refused by the relay, restorable by setting ACTIVE.
+    Deleted,
+}
+
+/// What an admin may do: OWNER and ADMIN change things, VIEWER only reads.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::Role")]
+pub enum Role {
+    Owner,
+    Admin,
+    Viewer,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Default, Eq, PartialEq)]
+pub enum OrderDirection {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// An admin user of this relay.
+pub struct AdminNode(pub domain::Admin);
+
+/// An admin user of this relay.
+#[Object(name = "Admin")]
+impl AdminNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn username(&self) -> &str {
+        &self.0.username
+    }
+    async fn role(&self) -> Role {
+        self.0.role.into()
+    }
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+    async fn password_changed_at(&self) -> DateTime {
+        self.0.password_changed_at.into()
+    }
+}

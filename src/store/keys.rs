@@ -1,0 +1,197 @@
+//! Relay keys: the `keys` tree (id → `ApiKey`) and its `keys_by_hash` index
+//! (SHA-256 hex → id), always changed together in one transaction. The raw
+//! key is never stored; only its hash.
+
+use super::trees::{decode, encode};
+use super::{abort, Error, Store, StoreEvent};
+use crate::domain::{ApiKey, KeyId};
+use sled::Transactional;
+
+const WHAT: &str = "api key";
+
+impl Store {
+    /// Fails with `Conflict` if the hash is already taken.
+    pub fn create_key(&self, key: &ApiKey) -> Result<(), Error> {
+        let (keys, by_hash) = (&self.inner.keys, &self.inner.keys_by_hash);
+        let value = encode(key)?;
+        (keys, by_hash).transaction(|(keys, by_hash)| {
+            if by_hash.get(key.key_hash.as_bytes())?.is_some() {
+                return abort(Error::Conflict(
+                    "a key with this hash already exists".into(),
+                ));
+            }
+            if keys.get(key.id.0.as_bytes())?.is_some() {
+                return abort(Error::Conflict("a key with this id already exists".into()));
+            }
+            keys.insert(key.id.0.as_bytes(), value.as_slice())?;
+            by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+            Ok(())
+        })?;
+        self.emit(StoreEvent::KeyChanged {
+            id: key.id,
+            key_hash: key.key_hash.clone(),
+        });
+        Ok(())
+    }
+
+    /// Creates or replaces a key. A changed hash moves the index entry; a hash
+    /// owned by another key is a `Conflict`. `last_used_at` never moves
+    /// backwards: the usage writer owns it, and an admin edit that read the
+    /// key earlier must not undo a newer use. Emits one event per affected
+    /// hash, so a cache drops the old hash too.
+    pub fn put_key(&self, key: &ApiKey) -> Result<(), Error> {
+        let (keys, by_hash) = (&self.inner.keys, &self.inner.keys_by_hash);
+        let old_hash = (keys, by_hash).transaction(|(keys, by_hash)| {
+            if let Some(owner) = by_hash.get(key.key_hash.as_bytes())? {
+                if owner.as_ref() != key.id.0.as_bytes() {
+                    return abort(Error::Conflict(
+                        "a key with this hash already exists".into(),
+                    ));
+                }
+            }
+            let old = match keys
+                .get(key.id.0.as_bytes())?
+                .map(|v| decode::<ApiKey>(&v, WHAT))
+            {
+                Some(Ok(old)) => Some(old),
+                Some(Err(e)) => return abort(e),
+                None => None,
+            };
+            let mut new = key.clone();
+            if let Some(prev) = old.as_ref().and_then(|o| o.last_used_at) {
+                new.last_used_at = Some(new.last_used_at.map_or(prev, |t| t.max(prev)));
+            }
+            let value = match encode(&new) {
+                Ok(v) => v,
+                Err(e) => return abort(e),
+            };
+            keys.insert(key.id.0.as_bytes(), value)?;
+            let old_hash = old.map(|o| o.key_hash);
+            if let Some(old_hash) = old_hash.as_deref().filter(|h| *h != key.key_hash) {
+                by_hash.remove(old_hash.as_bytes())?;
+            }
+            by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+            Ok(old_hash)
+        })?;
+        if let Some(old_hash) = old_hash.filter(|h| *h != key.key_hash) {
+            self.emit(StoreEvent::KeyChanged {
+                id: key.id,
+                key_hash: old_hash,
+            });
+        }
+        self.emit(StoreEvent::KeyChanged {
+            id: key.id,
+            key_hash: key.key_hash.clone(),
+        });
+        Ok(())
+    }
+
+    pub fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, Error> {
+        self.inner
+            .keys
+            .get(id.0.as_bytes())?
+            .map(|v| decode(&v, WHAT))
+            .transpose()
+    }
+
+    pub fn key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
+        let Some(id) = self.inner.keys_by_hash.get(key_hash.as_bytes())? else {
+            return Ok(None);
+        };
+        let id = uuid::Uuid::from_slice(&id)
+            .map_err(|_| Error::Corrupt("keys_by_hash entry is not an id".into()))?;
+        self.get_key(KeyId(id))
+    }
+
+    /// All keys in id (creation) order.
+    pub fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        self.inner
+            .keys
+            .iter()
+            .values()
+            .map(|v| decode(&v?, WHAT))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::super::test_support::open;
+    use super::*;
+    use crate::domain::KeyStatus;
+    use chrono::Utc;
+
+    pub(crate) fn sample_key(name: &str, hash: &str) -> ApiKey {
+        let now = Utc::now();
+        ApiKey {
+            id: KeyId::generate(),
+            name: name.into(),
+            description: String::new(),
+            key_hash: hash.into(),
+            display_prefix: "cr_abcd…wxyz".into(),
+            status: KeyStatus::Active,
+            tags: vec!["team-a".into()],
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+            expires_at: None,
+            cost_multiplier: 1.0,
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_through_id_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = sample_key("a", "hash-a");
+        let b = sample_key("b", "hash-b");
+        store.create_key(&a).unwrap();
+        store.create_key(&b).unwrap();
+        assert_eq!(store.get_key(a.id).unwrap().as_ref(), Some(&a));
+        assert_eq!(store.key_by_hash("hash-b").unwrap().as_ref(), Some(&b));
+        assert_eq!(store.key_by_hash("nope").unwrap(), None);
+        assert_eq!(store.list_keys().unwrap(), vec![a.clone(), b.clone()]);
+    }
+
+    #[test]
+    fn duplicate_hash_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.create_key(&sample_key("a", "same")).unwrap();
+        assert!(matches!(
+            store.create_key(&sample_key("b", "same")),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            store.put_key(&sample_key("c", "same")),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(
+            store.list_keys().unwrap().len(),
+            1,
+            "aborted writes leave nothing behind"
+        );
+    }
+
+    #[test]
+    fn put_key_moves_the_hash_index_and_reports_both_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut key = sample_key("a", "old-hash");
+        store.create_key(&key).unwrap();
+        let mut rx = store.subscribe();
+        key.key_hash = "new-hash".into();
+        key.name = "renamed".into();
+        store.put_key(&key).unwrap();
+        assert_eq!(store.key_by_hash("old-hash").unwrap(), None);
+        assert_eq!(
+            store.key_by_hash("new-hash").unwrap().unwrap().name,
+            "renamed"
+        );
+        let mut hashes = Vec::new();
+        while let Ok(StoreEvent::KeyChanged { key_hash, .. }) = rx.try_recv() {
+            hashes.push(key_hash);
+        }
+        assert_eq!(hashes, vec!["old-hash".to_string(), "new-hash".to_string()]);
+    }
+}

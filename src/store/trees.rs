@@ -1,0 +1,68 @@
+//! sled tree names (the one list of them) and the one value encoding every
+//! tree uses: a leading format-version byte followed by JSON (serde).
+//! JSON keeps records readable in a hex dump and tolerant of added fields;
+//! the version byte lets a later migration change the encoding per value.
+
+use super::Error;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Schema version and the master key check.
+pub(crate) const META: &str = "meta";
+/// `KeyId` (16 bytes, UUID v7 so creation-ordered) → `ApiKey`.
+pub(crate) const KEYS: &str = "keys";
+/// SHA-256 hex of a raw key → `KeyId` bytes.
+pub(crate) const KEYS_BY_HASH: &str = "keys_by_hash";
+/// `AccountId` → stored account (credentials and proxy sealed by the vault).
+pub(crate) const ACCOUNTS: &str = "accounts";
+/// `AdminId` → `Admin`.
+pub(crate) const ADMINS: &str = "admins";
+/// Lowercased username → `AdminId` bytes (usernames are unique regardless of case).
+pub(crate) const ADMINS_BY_NAME: &str = "admins_by_name";
+/// SHA-256 hex of a session token → `AdminSession`.
+pub(crate) const SESSIONS: &str = "sessions";
+/// `<subject>|h|yyyymmddhh`, `<subject>|d|yyyymmdd`, `<subject>|t` → `UsageTotals`.
+pub(crate) const USAGE: &str = "usage";
+/// Big-endian microseconds + random 16 bytes → `UsageRecord` (bounded log).
+pub(crate) const REQUESTS: &str = "requests";
+
+/// The version byte written in front of every encoded value.
+const VALUE_FORMAT: u8 = 1;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(128);
+    out.push(VALUE_FORMAT);
+    serde_json::to_writer(&mut out, value).map_err(|e| Error::Corrupt(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`]; `what` names the record kind for the error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    match bytes.split_first() {
+        Some((&VALUE_FORMAT, json)) => {
+            serde_json::from_slice(json).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+        }
+        Some((v, _)) => Err(Error::Corrupt(format!("{what}: unknown value format {v}"))),
+        None => Err(Error::Corrupt(format!("{what}: empty value"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_bad_versions_are_corrupt() {
+        let bytes = encode(&vec![1u32, 2, 3]).unwrap();
+        assert_eq!(bytes[0], VALUE_FORMAT);
+        assert_eq!(decode::<Vec<u32>>(&bytes, "t").unwrap(), vec![1, 2, 3]);
+        assert!(matches!(
+            decode::<Vec<u32>>(&[9, b'[', b']'], "t"),
+            Err(Error::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode::<Vec<u32>>(&[], "t"),
+            Err(Error::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,478 @@
+//! Usage: the `usage` bucket tree and the bounded `requests` log.
+//!
+//! Bucket keys put one subject's buckets together and in time order, so a
+//! range scan answers a period: `<subject>h|yyyymmddhh` (UTC hour),
+//! `<subject>d|yyyymmdd` (UTC day, the sum of its hours) and `<subject>t`
+//! (lifetime), where `<subject>` is `k|<uuid>|`, `a|<uuid>|`, `m|<model>|`
+//! (with `%` and `|` escaped) or `g|`. Hourly buckets are the source of truth;
+//! days exist so long ranges read fewer entries.
+
+use super::trees::{decode, encode};
+use super::{abort, Error, Store, UsageBatch};
+use crate::domain::{ApiKey, KeyId, UsageRecord, UsageSubject, UsageTotals};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sled::Transactional;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+/// The request log keeps at most this many of the newest requests.
+pub const REQUEST_LOG_MAX: usize = 100_000;
+
+const WHAT: &str = "usage bucket";
+const WHAT_RECORD: &str = "request log entry";
+const HOUR_SECS: i64 = 3600;
+const DAY_SECS: i64 = 86_400;
+
+fn subject_prefix(subject: &UsageSubject) -> String {
+    match subject {
+        UsageSubject::Key(id) => format!("k|{id}|"),
+        UsageSubject::Account(id) => format!("a|{id}|"),
+        // Escaped so a model name containing `|` cannot reach into another subject's range.
+        UsageSubject::Model(m) => format!("m|{}|", m.replace('%', "%25").replace('|', "%7C")),
+        UsageSubject::Global => "g|".into(),
+    }
+}
+
+fn hour_key(prefix: &str, hour: DateTime<Utc>) -> Vec<u8> {
+    format!("{prefix}h|{}", hour.format("%Y%m%d%H")).into_bytes()
+}
+
+fn day_key(prefix: &str, t: DateTime<Utc>) -> Vec<u8> {
+    format!("{prefix}d|{}", t.format("%Y%m%d")).into_bytes()
+}
+
+fn lifetime_key(prefix: &str) -> Vec<u8> {
+    format!("{prefix}t").into_bytes()
+}
+
+fn floor_to(t: DateTime<Utc>, unit: i64) -> DateTime<Utc> {
+    let secs = t.timestamp();
+    Utc.timestamp_opt(secs - secs.rem_euclid(unit), 0)
+        .single()
+        .unwrap_or(t)
+}
+
+fn ceil_to(t: DateTime<Utc>, unit: i64) -> DateTime<Utc> {
+    let floor = floor_to(t, unit);
+    if floor == t {
+        t
+    } else {
+        floor + Duration::seconds(unit)
+    }
+}
+
+/// Bucket labels are four-digit years: keep ranges inside 1970..=9999.
+fn clamp(t: DateTime<Utc>) -> DateTime<Utc> {
+    let min = DateTime::<Utc>::UNIX_EPOCH;
+    let max = Utc
+        .with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
+        .single()
+        .unwrap_or(t);
+    t.clamp(min, max)
+}
+
+/// Request log key: big-endian microseconds (so the log sorts by time) and
+/// 16 random bytes (so requests finishing in the same microsecond coexist).
+fn log_key(at: DateTime<Utc>) -> Vec<u8> {
+    let micros = u64::try_from(at.timestamp_micros()).unwrap_or(0);
+    let mut key = Vec::with_capacity(24);
+    key.extend_from_slice(&micros.to_be_bytes());
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+}
+
+impl Store {
+    /// Adds each hourly delta to its hour, UTC day and lifetime buckets,
+    /// appends the records to the request log (pruning the oldest beyond
+    /// [`REQUEST_LOG_MAX`]) and moves keys' `last_used_at` forward: one
+    /// transaction. Last-used updates emit no event: they do not change
+    /// anything a cache of keys needs, and the usage writer runs every few
+    /// hundred milliseconds.
+    pub fn apply_usage(&self, batch: &UsageBatch) -> Result<(), Error> {
+        let mut buckets: BTreeMap<Vec<u8>, UsageTotals> = BTreeMap::new();
+        for (subject, hour, delta) in &batch.hourly {
+            let prefix = subject_prefix(subject);
+            let hour = floor_to(*hour, HOUR_SECS);
+            for key in [
+                hour_key(&prefix, hour),
+                day_key(&prefix, hour),
+                lifetime_key(&prefix),
+            ] {
+                buckets.entry(key).or_default().merge(delta);
+            }
+        }
+        let mut last_used: BTreeMap<KeyId, DateTime<Utc>> = BTreeMap::new();
+        for (id, at) in &batch.key_last_used {
+            let entry = last_used.entry(*id).or_insert(*at);
+            *entry = (*entry).max(*at);
+        }
+        let mut log = batch
+            .records
+            .iter()
+            .map(|r| Ok((log_key(r.at), encode(r)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        log.sort_by(|a, b| a.0.cmp(&b.0));
+
+        // The usage writer is the only caller, so the log length cannot move
+        // between this plan and the commit.
+        let current = self.inner.request_log_len.load(Ordering::Acquire);
+        let excess = (current + log.len()).saturating_sub(self.inner.request_log_max);
+        let drop_existing = excess.min(current);
+        let log = &log[excess - drop_existing..];
+        let prune = self
+            .inner
+            .requests
+            .iter()
+            .keys()
+            .take(drop_existing)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let trees = (&self.inner.usage, &self.inner.requests, &self.inner.keys);
+        trees.transaction(|(usage, requests, keys)| {
+            for (key, delta) in &buckets {
+                let mut total = match usage.get(key)? {
+                    Some(v) => match decode::<UsageTotals>(&v, WHAT) {
+                        Ok(t) => t,
+                        Err(e) => return abort(e),
+                    },
+                    None => UsageTotals::default(),
+                };
+                total.merge(delta);
+                let value = match encode(&total) {
+                    Ok(v) => v,
+                    Err(e) => return abort(e),
+                };
+                usage.insert(key.as_slice(), value)?;
+            }
+            for key in &prune {
+                requests.remove(key.clone())?;
+            }
+            for (key, value) in log {
+                requests.insert(key.as_slice(), value.as_slice())?;
+            }
+            for (id, at) in &last_used {
+                let Some(v) = keys.get(id.0.as_bytes())? else {
+                    continue; // a purged key: its usage still counts, there is nothing to touch
+                };
+                let mut key: ApiKey = match decode(&v, "api key") {
+                    Ok(k) => k,
+                    Err(e) => return abort(e),
+                };
+                if key.last_used_at.is_none_or(|prev| prev < *at) {
+                    key.last_used_at = Some(*at);
+                    match encode(&key) {
+                        Ok(v) => keys.insert(id.0.as_bytes(), v)?,
+                        Err(e) => return abort(e),
+                    };
+                }
+            }
+            Ok(())
+        })?;
+        self.inner
+            .request_log_len
+            .store(current + log.len() - prune.len(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Sum over `[from, to)` (hour granularity), or the lifetime total when `range` is None.
+    ///
+    /// Hour granularity: every hourly bucket that overlaps the range counts in
+    /// full. Whole UTC days inside the range are read from day buckets, which
+    /// are exact sums of their hours.
+    pub fn usage_total(
+        &self,
+        subject: &UsageSubject,
+        range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<UsageTotals, Error> {
+        let prefix = subject_prefix(subject);
+        let Some((from, to)) = range else {
+            return self
+                .inner
+                .usage
+                .get(lifetime_key(&prefix))?
+                .map(|v| decode(&v, WHAT))
+                .transpose()
+                .map(Option::unwrap_or_default);
+        };
+        let from = floor_to(clamp(from), HOUR_SECS);
+        let to = ceil_to(clamp(to), HOUR_SECS);
+        if from >= to {
+            return Ok(UsageTotals::default());
+        }
+        let first_day = ceil_to(from, DAY_SECS);
+        let end_day = floor_to(to, DAY_SECS);
+        let mut total = UsageTotals::default();
+        if first_day < end_day {
+            self.sum_keys(
+                &mut total,
+                hour_key(&prefix, from),
+                hour_key(&prefix, first_day),
+            )?;
+            self.sum_keys(
+                &mut total,
+                day_key(&prefix, first_day),
+                day_key(&prefix, end_day),
+            )?;
+            self.sum_keys(
+                &mut total,
+                hour_key(&prefix, end_day),
+                hour_key(&prefix, to),
+            )?;
+        } else {
+            self.sum_keys(&mut total, hour_key(&prefix, from), hour_key(&prefix, to))?;
+        }
+        Ok(total)
+    }
+
+    fn sum_keys(&self, total: &mut UsageTotals, lo: Vec<u8>, hi: Vec<u8>) -> Result<(), Error> {
+        for v in self.inner.usage.range(lo..hi).values() {
+            total.merge(&decode(&v?, WHAT)?);
+        }
+        Ok(())
+    }
+
+    /// The newest finished requests, newest first.
+    pub fn recent_requests(&self, limit: usize) -> Result<Vec<UsageRecord>, Error> {
+        self.inner
+            .requests
+            .iter()
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| decode(&v?, WHAT_RECORD))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::tests::sample_key;
+    use super::super::test_support::{open, open_with_log_max};
+    use super::*;
+    use crate::domain::{AccountId, NanoUsd, TokenUsage};
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    fn delta(requests: u64, input: u64, cost: u64) -> UsageTotals {
+        UsageTotals {
+            requests,
+            input_tokens: input,
+            output_tokens: 2 * input,
+            list_cost: NanoUsd(cost),
+            billed_cost: NanoUsd(cost * 2),
+            ..UsageTotals::default()
+        }
+    }
+
+    fn record(when: DateTime<Utc>, model: &str) -> UsageRecord {
+        UsageRecord {
+            at: when,
+            key_id: None,
+            account_id: Some(AccountId::generate()),
+            requested_model: model.into(),
+            model: model.into(),
+            tokens: TokenUsage::default(),
+            list_cost: NanoUsd(1),
+            billed_cost: NanoUsd(1),
+            unpriced: false,
+            estimated: false,
+            status: 200,
+            stream: true,
+            latency_ms: 10,
+            ttfb_ms: 5,
+        }
+    }
+
+    #[test]
+    fn hour_day_and_lifetime_buckets_sum_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = UsageSubject::Key(KeyId::generate());
+        let other = UsageSubject::Key(KeyId::generate());
+        // 22:00 and 23:00 on day 1, 00:00 and 05:00 on day 2, 12:00 on day 4.
+        let batch = UsageBatch {
+            hourly: vec![
+                (key.clone(), at(2025, 1, 1, 22, 0), delta(1, 10, 100)),
+                (key.clone(), at(2025, 1, 1, 23, 0), delta(2, 20, 200)),
+                (key.clone(), at(2025, 1, 2, 0, 0), delta(3, 30, 300)),
+                (key.clone(), at(2025, 1, 2, 5, 0), delta(4, 40, 400)),
+                (key.clone(), at(2025, 1, 4, 12, 0), delta(5, 50, 500)),
+                (other.clone(), at(2025, 1, 2, 0, 0), delta(100, 1000, 1)),
+            ],
+            ..UsageBatch::default()
+        };
+        store.apply_usage(&batch).unwrap();
+        // Applying a second batch adds to the same buckets.
+        store
+            .apply_usage(&UsageBatch {
+                hourly: vec![(key.clone(), at(2025, 1, 2, 0, 17), delta(1, 1, 1))],
+                ..UsageBatch::default()
+            })
+            .unwrap();
+
+        let life = store.usage_total(&key, None).unwrap();
+        assert_eq!(life.requests, 16);
+        assert_eq!(life.input_tokens, 151);
+        assert_eq!(life.list_cost, NanoUsd(1501));
+        assert_eq!(life.billed_cost, NanoUsd(3002));
+
+        let sum = |from, to| store.usage_total(&key, Some((from, to))).unwrap().requests;
+        assert_eq!(
+            sum(at(2025, 1, 1, 23, 0), at(2025, 1, 2, 1, 0)),
+            2 + 3 + 1,
+            "across midnight"
+        );
+        assert_eq!(
+            sum(at(2025, 1, 1, 22, 0), at(2025, 1, 1, 23, 0)),
+            1,
+            "end is exclusive"
+        );
+        assert_eq!(
+            sum(at(2025, 1, 1, 22, 30), at(2025, 1, 1, 22, 31)),
+            1,
+            "partial hours count whole"
+        );
+        assert_eq!(
+            sum(at(2025, 1, 2, 0, 0), at(2025, 1, 3, 0, 0)),
+            3 + 4 + 1,
+            "one whole day"
+        );
+        assert_eq!(
+            sum(at(2025, 1, 1, 23, 0), at(2025, 1, 4, 13, 0)),
+            2 + 3 + 4 + 1 + 5,
+            "hours + days + hours"
+        );
+        assert_eq!(
+            sum(at(2024, 1, 1, 0, 0), at(2026, 1, 1, 0, 0)),
+            16,
+            "a range over everything equals lifetime"
+        );
+        assert_eq!(
+            sum(at(2025, 1, 3, 0, 0), at(2025, 1, 4, 0, 0)),
+            0,
+            "an empty day"
+        );
+        assert_eq!(
+            sum(at(2025, 1, 4, 0, 0), at(2025, 1, 1, 0, 0)),
+            0,
+            "reversed range"
+        );
+        let other_total = store.usage_total(&other, None).unwrap();
+        assert_eq!(other_total.requests, 100, "subjects do not mix");
+    }
+
+    #[test]
+    fn model_subjects_are_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let plain = UsageSubject::Model("m".into());
+        let tricky = UsageSubject::Model("m|h|".into());
+        let hour = at(2025, 3, 1, 10, 0);
+        store
+            .apply_usage(&UsageBatch {
+                hourly: vec![
+                    (plain.clone(), hour, delta(1, 1, 1)),
+                    (tricky.clone(), hour, delta(7, 1, 1)),
+                ],
+                ..UsageBatch::default()
+            })
+            .unwrap();
+        let range = Some((at(2025, 3, 1, 0, 0), at(2025, 3, 2, 0, 0)));
+        assert_eq!(store.usage_total(&plain, range).unwrap().requests, 1);
+        assert_eq!(store.usage_total(&tricky, range).unwrap().requests, 7);
+    }
+
+    #[test]
+    fn last_used_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = sample_key("k", "h");
+        store.create_key(&key).unwrap();
+        let t1 = at(2025, 1, 1, 10, 0);
+        let t2 = at(2025, 1, 1, 11, 0);
+        store
+            .apply_usage(&UsageBatch {
+                key_last_used: vec![(key.id, t1), (key.id, t2), (KeyId::generate(), t1)],
+                ..UsageBatch::default()
+            })
+            .unwrap();
+        assert_eq!(
+            store.get_key(key.id).unwrap().unwrap().last_used_at,
+            Some(t2)
+        );
+        store
+            .apply_usage(&UsageBatch {
+                key_last_used: vec![(key.id, t1)],
+                ..UsageBatch::default()
+            })
+            .unwrap();
+        assert_eq!(
+            store.get_key(key.id).unwrap().unwrap().last_used_at,
+            Some(t2)
+        );
+    }
+
+    #[test]
+    fn request_log_is_newest_first_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with_log_max(dir.path(), 5);
+        let base = at(2025, 1, 1, 0, 0);
+        for batch in 0..3 {
+            let records = (0..3)
+                .map(|i| {
+                    record(
+                        base + Duration::minutes(batch * 3 + i),
+                        &format!("m{}", batch * 3 + i),
+                    )
+                })
+                .collect();
+            store
+                .apply_usage(&UsageBatch {
+                    records,
+                    ..UsageBatch::default()
+                })
+                .unwrap();
+        }
+        let recent = store.recent_requests(100).unwrap();
+        let models: Vec<_> = recent.iter().map(|r| r.model.as_str()).collect();
+        assert_eq!(models, vec!["m8", "m7", "m6", "m5", "m4"]);
+        assert_eq!(store.recent_requests(2).unwrap().len(), 2);
+        drop(store);
+        // The count survives a reopen and pruning continues from there.
+        let store = open_with_log_max(dir.path(), 5);
+        store
+            .apply_usage(&UsageBatch {
+                records: vec![record(base + Duration::hours(1), "m9")],
+                ..UsageBatch::default()
+            })
+            .unwrap();
+        let models: Vec<_> = store
+            .recent_requests(100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.model)
+            .collect();
+        assert_eq!(models, vec!["m9", "m8", "m7", "m6", "m5"]);
+    }
+
+    #[test]
+    fn usage_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let subject = UsageSubject::Global;
+        {
+            let store = open(dir.path());
+            store
+                .apply_usage(&UsageBatch {
+                    hourly: vec![(subject.clone(), at(2025, 1, 1, 1, 0), delta(3, 1, 1))],
+                    records: vec![record(at(2025, 1, 1, 1, 0), "x")],
+                    ..UsageBatch::default()
+                })
+                .unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.usage_total(&subject, None).unwrap().requests, 3);
+        assert_eq!(store.recent_requests(10).unwrap().len(), 1);
+    }
+}
