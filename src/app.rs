@@ -15,6 +15,7 @@ use crate::usage::pricing::{self, PricingTable};
 use crate::usage::{self as usage_mod, UsageSink};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -134,6 +135,12 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let router = self.router();
+        // Small SSE events must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
