@@ -79,9 +79,19 @@ async fn bad_keys_get_401_without_retry() {
     relay
         .gql(
             "mutation($i: UpdateApiKeyInput!) { updateApiKey(input: $i) { apiKey { id } } }",
-            json!({"i": {"id": expired_id, "expiresAt": "2020-01-01T00:00:00Z"}}),
+            json!({"i": {"id": expired_id, "expiresAt": (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339()}}),
         )
         .await;
+    assert_eq!(
+        relay
+            .messages(&expired, &simple_body(false))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
     let (status, _, body) = error_of(
         relay
             .messages(&expired, &simple_body(false))

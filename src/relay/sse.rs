@@ -82,6 +82,13 @@ impl Kind {
 
 #[derive(Debug, Default)]
 pub struct SseUsageParser {
+    state: Box<State>,
+}
+
+/// The parser's state, boxed so the parser is one pointer to move around
+/// (it lives in stream wrappers and futures).
+#[derive(Debug, Default)]
+struct State {
     /// A line split across chunks (only then is anything copied here).
     line: Vec<u8>,
     /// The current line outgrew `MAX_LINE`: drop bytes up to its end.
@@ -116,6 +123,53 @@ impl SseUsageParser {
 
     /// Feeds the next chunk exactly as received (events may be split anywhere).
     pub fn feed(&mut self, chunk: &[u8]) {
+        self.state.feed(chunk);
+    }
+
+    /// Usage so far: input/cache from `message_start`, output from the last `message_delta`.
+    ///
+    /// Before any `message_delta`, `output` is the (small) count `message_start`
+    /// reported; [`Self::saw_output_usage`] tells the two apart. A
+    /// `message_delta` that repeats input or cache counts updates them.
+    pub fn usage(&self) -> TokenUsage {
+        self.state.usage
+    }
+
+    /// `message.model` from `message_start`.
+    pub fn model(&self) -> Option<&str> {
+        self.state.model.as_deref()
+    }
+
+    pub fn saw_message_start(&self) -> bool {
+        self.state.saw_message_start
+    }
+
+    /// Any `content_block_*` event seen (content reached the client).
+    pub fn saw_content(&self) -> bool {
+        self.state.saw_content
+    }
+
+    /// A `message_delta` carrying `usage.output_tokens` was seen.
+    pub fn saw_output_usage(&self) -> bool {
+        self.state.saw_output_usage
+    }
+
+    pub fn saw_message_stop(&self) -> bool {
+        self.state.saw_message_stop
+    }
+
+    pub fn error(&self) -> Option<&StreamError> {
+        self.state.error.as_ref()
+    }
+
+    /// Characters of text/thinking/partial_json deltas seen (for estimates).
+    pub fn output_chars(&self) -> u64 {
+        self.state.output_chars
+    }
+}
+
+impl State {
+    fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
         if self.skip_lf && !rest.is_empty() {
             self.skip_lf = false;
@@ -152,47 +206,6 @@ impl SseUsageParser {
                 }
             }
         }
-    }
-
-    /// Usage so far: input/cache from `message_start`, output from the last `message_delta`.
-    ///
-    /// Before any `message_delta`, `output` is the (small) count `message_start`
-    /// reported; [`Self::saw_output_usage`] tells the two apart. A
-    /// `message_delta` that repeats input or cache counts updates them.
-    pub fn usage(&self) -> TokenUsage {
-        self.usage
-    }
-
-    /// `message.model` from `message_start`.
-    pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    pub fn saw_message_start(&self) -> bool {
-        self.saw_message_start
-    }
-
-    /// Any `content_block_*` event seen (content reached the client).
-    pub fn saw_content(&self) -> bool {
-        self.saw_content
-    }
-
-    /// A `message_delta` carrying `usage.output_tokens` was seen.
-    pub fn saw_output_usage(&self) -> bool {
-        self.saw_output_usage
-    }
-
-    pub fn saw_message_stop(&self) -> bool {
-        self.saw_message_stop
-    }
-
-    pub fn error(&self) -> Option<&StreamError> {
-        self.error.as_ref()
-    }
-
-    /// Characters of text/thinking/partial_json deltas seen (for estimates).
-    pub fn output_chars(&self) -> u64 {
-        self.output_chars
     }
 
     /// Keeps the unterminated tail of a chunk, within `MAX_LINE`.
@@ -805,13 +818,13 @@ mod tests {
             // 2.5 MB without a line end
             p.feed(&junk);
             assert!(
-                p.line.capacity() <= MAX_LINE + junk.len(),
+                p.state.line.capacity() <= MAX_LINE + junk.len(),
                 "{}",
-                p.line.capacity()
+                p.state.line.capacity()
             );
         }
         assert!(
-            p.line.capacity() < junk.len(),
+            p.state.line.capacity() < junk.len(),
             "buffer released once over the cap"
         );
         p.feed(b"\n\n");
@@ -825,7 +838,7 @@ mod tests {
         big.extend(std::iter::repeat_n(b'y', MAX_LINE + 10));
         big.extend_from_slice(b"\n\n");
         p.feed(&big);
-        assert!(p.data.capacity() <= KEEP_CAPACITY);
+        assert!(p.state.data.capacity() <= KEEP_CAPACITY);
         assert!(p.saw_message_start());
     }
 }

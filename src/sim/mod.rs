@@ -87,7 +87,7 @@ pub(crate) struct Inner {
     recorded: Mutex<std::collections::VecDeque<RecordedRequest>>,
     /// Response bodies as sent, by request id (newest `MAX_SENT_BODIES`), so tests
     /// can compare what a relay forwarded with what upstream sent, byte for byte.
-    sent: Mutex<std::collections::VecDeque<(String, Arc<Mutex<Vec<u8>>>)>>,
+    sent: Mutex<std::collections::VecDeque<SentBody>>,
     completed_streams: AtomicU64,
     cancelled_streams: AtomicU64,
     refreshes: AtomicU64,
@@ -390,6 +390,9 @@ async fn around_request(State(ctx): State<Ctx>, req: Request, next: Next) -> Res
     }
     resp
 }
+
+/// A response body being sent, by request id; grows as the body streams out.
+type SentBody = (String, Arc<Mutex<Vec<u8>>>);
 
 /// Most response bodies kept for [`SimUpstream::sent_body`].
 const MAX_SENT_BODIES: usize = 1_000;
