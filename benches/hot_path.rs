@@ -83,6 +83,7 @@ fn bench_select(c: &mut Criterion) {
             base_url: None,
             credentials: Credentials::default(),
             proxy: None,
+            routing: Default::default(),
             created_at: now,
             updated_at: now,
         })

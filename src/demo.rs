@@ -33,6 +33,7 @@ pub fn seed(store: &Store, sim_base_url: &str, key_prefix: &str) -> Result<Strin
                 ..Credentials::default()
             },
             proxy: None,
+            routing: Default::default(),
             created_at: now,
             updated_at: now,
         })?;
@@ -51,6 +52,7 @@ pub fn seed(store: &Store, sim_base_url: &str, key_prefix: &str) -> Result<Strin
         last_used_at: None,
         expires_at: None,
         cost_multiplier: 1.0,
+        binding: Default::default(),
     })?;
     Ok(raw)
 }

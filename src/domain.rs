@@ -49,6 +49,10 @@ id_type!(
     /// Identifies an admin user.
     AdminId
 );
+id_type!(
+    /// Identifies an account group.
+    GroupId
+);
 
 /// Money inside the relay: integer nano-dollars (1 USD = 10^9). Never a float.
 #[derive(
@@ -235,6 +239,8 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// Billed cost = list cost × this multiplier (1.0 = list price).
     pub cost_multiplier: f64,
+    #[serde(default)]
+    pub binding: KeyBinding,
 }
 
 impl ApiKey {
@@ -267,8 +273,104 @@ pub struct Account {
     pub credentials: Credentials,
     /// http, https, socks5 or socks5h URL; may carry a password, so it is a secret.
     pub proxy: Option<Secret>,
+    /// How the balancer may use the account.
+    #[serde(default)]
+    pub routing: AccountRouting,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Which keys an account serves (conventions.md "Lifecycle of records").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountMode {
+    /// Serves keys that are not bound to anything (the shared pool).
+    #[default]
+    Shared,
+    /// Serves only keys bound to this account.
+    Dedicated,
+    /// Serves only keys bound to one of its groups.
+    GroupOnly,
+}
+
+/// Maps a requested model name to the name sent upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelMapping {
+    pub from: String,
+    pub to: String,
+}
+
+/// Routing settings of an account. Every field has a default so records
+/// written before a field existed still load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountRouting {
+    pub mode: AccountMode,
+    pub group_ids: Vec<GroupId>,
+    /// Configured weight for the `balanced` strategy (1–1000; default 100).
+    pub weight: u32,
+    /// Most requests in flight at once on this account (None: unlimited).
+    pub max_concurrency: Option<u32>,
+    /// Model patterns the account serves (`*` wildcards); empty = every model.
+    pub allowed_models: Vec<String>,
+    pub model_mapping: Vec<ModelMapping>,
+    /// Pay-per-token accounts cost list price × this multiplier.
+    pub cost_multiplier: f64,
+    /// Subscription accounts: tokens per 5-hour window, when known (headroom
+    /// without upstream headers).
+    pub window_token_limit: Option<u64>,
+}
+
+impl Default for AccountRouting {
+    fn default() -> Self {
+        Self {
+            mode: AccountMode::Shared,
+            group_ids: Vec::new(),
+            weight: 100,
+            max_concurrency: None,
+            allowed_models: Vec::new(),
+            model_mapping: Vec::new(),
+            cost_multiplier: 1.0,
+            window_token_limit: None,
+        }
+    }
+}
+
+/// Balancing strategies (conventions.md enum names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    #[default]
+    Priority,
+    LeastUsed,
+    CostFirst,
+    Balanced,
+    Latency,
+}
+
+/// A named group of accounts, optionally with its own strategy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: GroupId,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// None: the global strategy.
+    #[serde(default)]
+    pub strategy: Option<StrategyKind>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a key is bound to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum KeyBinding {
+    /// The shared pool.
+    #[default]
+    None,
+    Account(AccountId),
+    Group(GroupId),
 }
 
 /// An admin user. The password is kept only as an argon2id PHC string.

@@ -242,6 +242,7 @@ mod tests {
             base_url: None,
             credentials: Credentials::default(),
             proxy: None,
+            routing: Default::default(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

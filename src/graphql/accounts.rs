@@ -373,6 +373,7 @@ impl AccountMutation {
             base_url,
             credentials,
             proxy,
+            routing: Default::default(),
             created_at: now,
             updated_at: now,
         };

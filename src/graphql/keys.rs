@@ -296,6 +296,7 @@ impl KeyMutation {
             last_used_at: None,
             expires_at,
             cost_multiplier,
+            binding: Default::default(),
         };
         let _guard = svc.writes.lock().await;
         ensure_name_free(&svc.store, &key.name, None)?;

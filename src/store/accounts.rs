@@ -5,7 +5,9 @@
 
 use super::trees::{decode, encode};
 use super::{Error, Store, StoreEvent};
-use crate::domain::{Account, AccountId, AccountKind, AccountStatus, Credentials, Secret};
+use crate::domain::{
+    Account, AccountId, AccountKind, AccountRouting, AccountStatus, Credentials, Secret,
+};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,8 @@ struct StoredAccount {
     priority: u32,
     status: AccountStatus,
     base_url: Option<String>,
+    #[serde(default)]
+    routing: AccountRouting,
     /// base64 of the vault-sealed JSON of [`SealedPart`].
     sealed: String,
     created_at: DateTime<Utc>,
@@ -52,6 +56,7 @@ impl Store {
             priority: account.priority,
             status: account.status,
             base_url: account.base_url.clone(),
+            routing: account.routing.clone(),
             sealed: base64::engine::general_purpose::STANDARD.encode(sealed),
             created_at: account.created_at,
             updated_at: account.updated_at,
@@ -98,6 +103,7 @@ impl Store {
             base_url: stored.base_url,
             credentials: part.credentials,
             proxy: part.proxy,
+            routing: stored.routing,
             created_at: stored.created_at,
             updated_at: stored.updated_at,
         })
@@ -126,6 +132,7 @@ pub(crate) mod tests {
                 ..Credentials::default()
             },
             proxy: Some(Secret::new(PROXY)),
+            routing: Default::default(),
             created_at: now,
             updated_at: now,
         }

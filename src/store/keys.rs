@@ -136,6 +136,7 @@ pub(crate) mod tests {
             last_used_at: None,
             expires_at: None,
             cost_multiplier: 1.0,
+            binding: Default::default(),
         }
     }
 
