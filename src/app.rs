@@ -99,6 +99,7 @@ impl App {
             pricing,
             usage,
             inflight_body_bytes: Arc::new(AtomicUsize::new(0)),
+            auth_throttle: relay::auth::AuthThrottle::default(),
         };
         Ok(App {
             config,

@@ -266,3 +266,37 @@ async fn client_caused_upstream_errors_pass_through_unchanged() {
     // It reached upstream, so it is counted with its status.
     relay.wait_key_requests(&key_id, 1).await;
 }
+
+#[tokio::test]
+async fn repeated_bad_keys_from_one_address_are_throttled() {
+    let relay = TestRelay::start().await;
+    relay.add_account("a1", "sk-ant-api03-throttle", 1).await;
+    let (_, key) = relay.add_key("k1").await;
+    for i in 0..30 {
+        let resp = relay
+            .messages(&format!("cr_guess_{i}"), &simple_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let (status, headers, v) = error_of(
+        relay
+            .messages("cr_guess_more", &simple_body(false))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert_eq!(headers["x-should-retry"], "false");
+    assert!(headers.get("retry-after").is_some());
+    // Even a valid key from that address waits out the window: the throttle runs before lookup.
+    let resp = relay
+        .messages(&key, &simple_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+}

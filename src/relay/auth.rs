@@ -8,7 +8,55 @@ use crate::domain::{sha256_hex, ApiKey, KeyStatus};
 use crate::store::Store;
 use chrono::Utc;
 use http::HeaderMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Failed key lookups one client address may make per window before it is throttled.
+const MAX_FAILURES_PER_WINDOW: u32 = 30;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Counts failed authentications per client address, so guessing keys (or a
+/// misconfigured client in a loop) is slowed down without touching the store.
+#[derive(Clone)]
+pub struct AuthThrottle {
+    failures: moka::sync::Cache<IpAddr, Arc<AtomicU32>>,
+}
+
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        AuthThrottle {
+            failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(FAILURE_WINDOW)
+                .build(),
+        }
+    }
+}
+
+impl AuthThrottle {
+    /// Refuses an address that failed too often in the current window.
+    pub fn check(&self, addr: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(addr) = addr else { return Ok(()) };
+        match self.failures.get(&addr) {
+            Some(count) if count.load(Ordering::Relaxed) >= MAX_FAILURES_PER_WINDOW => {
+                Err(ApiError::AuthThrottled {
+                    retry_after_secs: FAILURE_WINDOW.as_secs(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn note_failure(&self, addr: Option<IpAddr>) {
+        if let Some(addr) = addr {
+            self.failures
+                .get_with(addr, || Arc::new(AtomicU32::new(0)))
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// The raw key the client presented, if any.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -26,6 +74,25 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = auth.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Resolves and checks the client's key, throttling addresses that keep failing.
+pub fn authenticate_from(
+    parts: &http::request::Parts,
+    keys: &KeyCache,
+    store: &Store,
+    throttle: &AuthThrottle,
+) -> Result<Arc<ApiKey>, ApiError> {
+    let addr = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    throttle.check(addr)?;
+    let result = authenticate(&parts.headers, keys, store);
+    if matches!(result, Err(ApiError::Authentication(_))) {
+        throttle.note_failure(addr);
+    }
+    result
 }
 
 /// Resolves and checks the client's key.

@@ -24,6 +24,8 @@ pub enum ApiError {
     RelayBusy,
     /// 503 api_error: no account can serve the model; retrying will not help.
     NoAccount { model: String },
+    /// 429: too many failed key lookups from one client address.
+    AuthThrottled { retry_after_secs: u64 },
     /// 500 api_error.
     Internal,
 }
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Overloaded { .. } | ApiError::RelayBusy => overloaded_status(),
             ApiError::NoAccount { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found_error",
             ApiError::Overloaded { .. } | ApiError::RelayBusy => "overloaded_error",
             ApiError::NoAccount { .. } | ApiError::Internal => "api_error",
+            ApiError::AuthThrottled { .. } => "rate_limit_error",
         }
     }
 
@@ -70,6 +74,9 @@ impl ApiError {
             ApiError::NoAccount { model } => {
                 format!("No upstream account is available to serve model {model}")
             }
+            ApiError::AuthThrottled { .. } => {
+                "Too many requests with invalid API keys from this address; retry later".into()
+            }
             ApiError::Internal => "Internal server error".into(),
         }
     }
@@ -77,7 +84,9 @@ impl ApiError {
     /// The value for `x-should-retry`, where the SDKs' default guess is wrong.
     fn should_retry(&self) -> Option<&'static str> {
         match self {
-            ApiError::Authentication(_) | ApiError::NoAccount { .. } => Some("false"),
+            ApiError::Authentication(_)
+            | ApiError::NoAccount { .. }
+            | ApiError::AuthThrottled { .. } => Some("false"),
             ApiError::Overloaded { .. } | ApiError::RelayBusy => Some("true"),
             _ => None,
         }
@@ -113,6 +122,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::Overloaded { retry_after_secs } => Some(*retry_after_secs),
             ApiError::RelayBusy => Some(1),
+            ApiError::AuthThrottled { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
         if let Some(secs) = retry_after {

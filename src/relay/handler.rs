@@ -2,7 +2,7 @@
 //! authenticate → read and inspect the body → (policy) → forward with
 //! failover → tap. `count_tokens` takes the same path without billing.
 
-use super::auth::authenticate;
+use super::auth::authenticate_from;
 use super::error::ApiError;
 use super::forward::{relay, Prepared};
 use super::headers::upstream_request_headers;
@@ -51,7 +51,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let key = authenticate(&parts.headers, &state.keys, &state.store)?;
+    let key = authenticate_from(&parts, &state.keys, &state.store, &state.auth_throttle)?;
     let (body, _reservation) = read_body(&state, &parts, body).await?;
     let info = match endpoint {
         Endpoint::Messages => inspect_messages(&body),

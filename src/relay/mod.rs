@@ -43,6 +43,7 @@ pub struct RelayState {
     pub usage: UsageSink,
     /// Bytes of request bodies currently held, against `max_inflight_body_bytes`.
     pub inflight_body_bytes: Arc<AtomicUsize>,
+    pub auth_throttle: auth::AuthThrottle,
 }
 
 /// The relay routes.

@@ -2,7 +2,7 @@
 //! one answers, else served from the built-in table. Either way the answer is
 //! the superset shape that both the Anthropic and OpenAI SDKs accept.
 
-use super::auth::authenticate;
+use super::auth::authenticate_from;
 use super::error::ApiError;
 use super::handler::upstream_path;
 use super::headers::upstream_request_headers;
@@ -19,7 +19,7 @@ const UPSTREAM_MODELS_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub async fn list(State(state): State<RelayState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    if let Err(e) = authenticate(&parts.headers, &state.keys, &state.store) {
+    if let Err(e) = authenticate_from(&parts, &state.keys, &state.store, &state.auth_throttle) {
         return e.into_response();
     }
     let path = upstream_path(parts.uri.path()).to_string();
@@ -42,7 +42,7 @@ pub async fn get(
     request: Request,
 ) -> Response {
     let (parts, _) = request.into_parts();
-    if let Err(e) = authenticate(&parts.headers, &state.keys, &state.store) {
+    if let Err(e) = authenticate_from(&parts, &state.keys, &state.store, &state.auth_throttle) {
         return e.into_response();
     }
     let path = upstream_path(parts.uri.path()).to_string();
