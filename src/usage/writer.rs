@@ -58,7 +58,10 @@ impl WriterHealth {
 impl UsageSink {
     /// Hands a record to the writer. Never blocks.
     pub fn record(&self, record: UsageRecord) {
-        let _ = self.live.send(Arc::new(record.clone()));
+        // Live views are optional: no clone unless someone listens.
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(Arc::new(record.clone()));
+        }
         if self.tx.send(record).is_err() {
             // Only after shutdown has drained the writer; nothing can be saved any more.
             tracing::error!("usage writer stopped; a usage record could not be saved");
