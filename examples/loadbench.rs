@@ -74,8 +74,13 @@ async fn drive(
                         let _ = r.bytes().await;
                         latencies.push(t.elapsed().as_micros() as u64);
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    other => {
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            match other {
+                                Ok(r) => eprintln!("first error: HTTP {} {}", r.status(), r.text().await.unwrap_or_default()),
+                                Err(e) => eprintln!("first error: {e}"),
+                            }
+                        }
                     }
                 }
             }

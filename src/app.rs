@@ -82,7 +82,11 @@ impl App {
             &tracker,
             token.clone(),
         );
+        // Subscribe before anything can write, so no event falls between
+        // the initial load and the listener's first poll.
+        let events = store.subscribe();
         tracker.spawn(follow_store_events(
+            events,
             store.clone(),
             keys.clone(),
             balancer.clone(),
@@ -181,13 +185,13 @@ async fn not_found(uri: http::Uri) -> Response {
 
 /// Keeps caches and the account pool in step with the store.
 async fn follow_store_events(
+    mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
     store: Store,
     keys: KeyCache,
     balancer: Balancer,
     upstreams: Upstreams,
     token: CancellationToken,
 ) {
-    let mut events = store.subscribe();
     let resync_accounts = || match store.list_accounts() {
         Ok(accounts) => {
             balancer.sync(&accounts);
