@@ -77,7 +77,11 @@ async fn drive(
                     other => {
                         if errors.fetch_add(1, Ordering::Relaxed) == 0 {
                             match other {
-                                Ok(r) => eprintln!("first error: HTTP {} {}", r.status(), r.text().await.unwrap_or_default()),
+                                Ok(r) => eprintln!(
+                                    "first error: HTTP {} {}",
+                                    r.status(),
+                                    r.text().await.unwrap_or_default()
+                                ),
                                 Err(e) => eprintln!("first error: {e}"),
                             }
                         }

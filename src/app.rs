@@ -206,7 +206,10 @@ async fn follow_store_events(
         };
         match event {
             Ok(event @ StoreEvent::KeyChanged { .. }) => keys.on_event(&event),
-            Ok(StoreEvent::AccountChanged { .. }) => resync_accounts(),
+            Ok(StoreEvent::AccountChanged { .. } | StoreEvent::GroupChanged { .. }) => {
+                resync_accounts()
+            }
+            Ok(StoreEvent::StateChanged { .. }) => {}
             Ok(StoreEvent::AdminChanged { .. }) => {}
             Err(RecvError::Lagged(_)) => {
                 keys.clear();

@@ -9,8 +9,10 @@
 
 mod accounts;
 mod admins;
+mod groups;
 mod keys;
 mod meta;
+mod state;
 mod trees;
 mod usage;
 mod vault;
@@ -67,9 +69,23 @@ pub struct StoreOptions {
 /// What changed; sent on every committed write.
 #[derive(Clone, Debug)]
 pub enum StoreEvent {
-    KeyChanged { id: KeyId, key_hash: String },
-    AccountChanged { id: AccountId },
-    AdminChanged { id: AdminId },
+    KeyChanged {
+        id: KeyId,
+        key_hash: String,
+    },
+    AccountChanged {
+        id: AccountId,
+    },
+    AdminChanged {
+        id: AdminId,
+    },
+    GroupChanged {
+        id: GroupId,
+    },
+    /// A named state blob changed (e.g. `settings`).
+    StateChanged {
+        name: String,
+    },
 }
 
 /// One flush of the usage writer: hourly deltas (added to hour, day and
@@ -100,6 +116,8 @@ struct Inner {
     sessions: sled::Tree,
     usage: sled::Tree,
     requests: sled::Tree,
+    groups: sled::Tree,
+    state: sled::Tree,
     vault: vault::Vault,
     events: broadcast::Sender<StoreEvent>,
     /// Entries in the request log; kept in memory because sled's `len` is a scan.
@@ -145,6 +163,8 @@ impl Store {
             admins_by_name: db.open_tree(trees::ADMINS_BY_NAME)?,
             sessions: db.open_tree(trees::SESSIONS)?,
             usage: db.open_tree(trees::USAGE)?,
+            groups: db.open_tree(trees::GROUPS)?,
+            state: db.open_tree(trees::STATE)?,
             request_log_len: AtomicUsize::new(requests.len()),
             requests,
             vault,

@@ -26,6 +26,12 @@ pub(crate) const USAGE: &str = "usage";
 /// Big-endian microseconds + random 16 bytes → `UsageRecord` (bounded log).
 pub(crate) const REQUESTS: &str = "requests";
 
+/// `GroupId` → `Group`.
+pub(crate) const GROUPS: &str = "groups";
+/// Named blobs: run-time settings, and state other modules persist lazily
+/// (sticky sessions, limit counters), each under its own name.
+pub(crate) const STATE: &str = "state";
+
 /// The version byte written in front of every encoded value.
 const VALUE_FORMAT: u8 = 1;
 
