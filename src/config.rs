@@ -115,6 +115,41 @@ pub struct FlagOverrides {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Settings an admin may change while the relay runs (GraphQL
+/// `updateSettings`); persisted in the store and held in an `ArcSwap` that
+/// readers load without locking.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuntimeSettings {
+    pub strategy: crate::domain::StrategyKind,
+    /// How long a session stays on its account without use.
+    pub sticky_ttl_secs: u64,
+    /// Rest for an account that failed without a `retry-after`.
+    pub default_cooldown_secs: u64,
+    pub max_failover_attempts: u32,
+}
+
+impl RuntimeSettings {
+    /// The store's name for the persisted settings.
+    pub const STATE_NAME: &'static str = "settings";
+
+    /// Start-up values from the static configuration.
+    pub fn from_config(config: &Config) -> RuntimeSettings {
+        RuntimeSettings {
+            strategy: crate::domain::StrategyKind::Priority,
+            sticky_ttl_secs: 3600,
+            default_cooldown_secs: config.default_cooldown.as_secs(),
+            max_failover_attempts: u32::try_from(config.max_failover_attempts).unwrap_or(3),
+        }
+    }
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read config file {path}: {source}")]

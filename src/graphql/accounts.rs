@@ -6,6 +6,7 @@
 use super::auth::{require_admin, require_writer, services};
 use super::connection::{paginate, PageInfo, SortKey, DEFAULT_PAGE};
 use super::error::GqlError;
+use super::routing::{AccountRoutingInput, AccountRoutingNode};
 use super::scalars::DateTime;
 use super::types::{AccountKind, AccountStatus, OrderDirection};
 use super::usage::{totals, Usage};
@@ -67,6 +68,10 @@ impl AccountNode {
     /// CLAUDE_OAUTH accounts: when the access token expires.
     async fn expires_at(&self) -> Option<DateTime> {
         self.0.credentials.expires_at.map(DateTime)
+    }
+    /// How the balancer may use this account.
+    async fn routing(&self) -> AccountRoutingNode {
+        AccountRoutingNode(self.0.routing.clone())
     }
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
@@ -234,6 +239,8 @@ pub struct CreateAccountInput {
     pub proxy: Option<String>,
     /// 1 (most preferred) to 1000; default 50.
     pub priority: Option<i32>,
+    /// Mode, groups, weight, concurrency cap, models, cost multiplier.
+    pub routing: Option<AccountRoutingInput>,
 }
 
 #[derive(SimpleObject)]
@@ -255,6 +262,8 @@ pub struct UpdateAccountInput {
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
     pub expires_at: MaybeUndefined<DateTime>,
+    /// Routing changes; fields left out stay as they are.
+    pub routing: Option<AccountRoutingInput>,
 }
 
 #[derive(SimpleObject)]
@@ -265,6 +274,9 @@ pub struct UpdateAccountPayload {
 #[derive(InputObject)]
 pub struct DeleteAccountInput {
     pub id: ID,
+    /// Unbind the keys bound to this account (without it, a bound account answers CONFLICT).
+    #[graphql(default)]
+    pub force: bool,
 }
 
 #[derive(SimpleObject)]
@@ -363,6 +375,10 @@ impl AccountMutation {
             .map(validate::priority)
             .transpose()?
             .unwrap_or(validate::DEFAULT_PRIORITY);
+        let mut routing = domain::AccountRouting::default();
+        if let Some(r) = input.routing {
+            r.apply(&svc.store, &mut routing)?;
+        }
         let now = Utc::now();
         let account = Account {
             id: AccountId::generate(),
@@ -373,7 +389,7 @@ impl AccountMutation {
             base_url,
             credentials,
             proxy,
-            routing: Default::default(),
+            routing,
             created_at: now,
             updated_at: now,
         };
@@ -435,6 +451,9 @@ impl AccountMutation {
             MaybeUndefined::Null => creds.expires_at = None,
             MaybeUndefined::Value(t) => creds.expires_at = Some(t.0),
         }
+        if let Some(r) = input.routing {
+            r.apply(&svc.store, &mut account.routing)?;
+        }
         let new_credentials = input.api_key.is_some() || oauth_given;
         match input.status {
             Some(AccountStatus::Active) => account.status = domain::AccountStatus::Active,
@@ -473,6 +492,28 @@ impl AccountMutation {
         let svc = services(ctx)?;
         let _guard = svc.writes.lock().await;
         let mut account = load(&svc.store, &input.id)?;
+        let bound: Vec<_> = svc
+            .store
+            .list_keys()
+            .map_err(GqlError::from)?
+            .into_iter()
+            .filter(|k| {
+                k.binding == domain::KeyBinding::Account(account.id)
+                    && k.status != domain::KeyStatus::Deleted
+            })
+            .collect();
+        if !bound.is_empty() && !input.force {
+            return Err(GqlError::Conflict(format!(
+                "{} key(s) are bound to this account; pass force: true to unbind them",
+                bound.len()
+            ))
+            .into());
+        }
+        for mut key in bound {
+            key.binding = domain::KeyBinding::None;
+            key.updated_at = Utc::now();
+            svc.store.put_key(&key).map_err(GqlError::from)?;
+        }
         if account.status != domain::AccountStatus::Deleted {
             account.status = domain::AccountStatus::Deleted;
             account.updated_at = Utc::now();

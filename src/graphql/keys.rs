@@ -57,6 +57,20 @@ impl ApiKeyNode {
     async fn cost_multiplier(&self) -> f64 {
         self.0.cost_multiplier
     }
+    /// The account this key is bound to (it is then served by that account only).
+    async fn bound_account_id(&self) -> Option<ID> {
+        match self.0.binding {
+            domain::KeyBinding::Account(id) => Some(ID(id.to_string())),
+            _ => None,
+        }
+    }
+    /// The group this key is bound to (it is then served by that group's accounts only).
+    async fn bound_group_id(&self) -> Option<ID> {
+        match self.0.binding {
+            domain::KeyBinding::Group(id) => Some(ID(id.to_string())),
+            _ => None,
+        }
+    }
     /// Usage billed to this key in `[from, to)` (UTC hours), or the lifetime total.
     async fn usage(
         &self,
@@ -201,6 +215,10 @@ pub struct CreateApiKeyInput {
     pub expires_at: Option<DateTime>,
     /// Defaults to 1 (list price).
     pub cost_multiplier: Option<f64>,
+    /// Serve this key from this account only.
+    pub bound_account_id: Option<ID>,
+    /// Serve this key from this group's accounts only.
+    pub bound_group_id: Option<ID>,
 }
 
 #[derive(SimpleObject)]
@@ -221,6 +239,10 @@ pub struct UpdateApiKeyInput {
     pub status: Option<ApiKeyStatus>,
     pub expires_at: MaybeUndefined<DateTime>,
     pub cost_multiplier: Option<f64>,
+    /// null unbinds.
+    pub bound_account_id: MaybeUndefined<ID>,
+    /// null unbinds.
+    pub bound_group_id: MaybeUndefined<ID>,
 }
 
 #[derive(SimpleObject)]
@@ -281,6 +303,11 @@ impl KeyMutation {
             .map(|t| validate::future("expiresAt", t.0, now))
             .transpose()?;
         let cost_multiplier = validate::cost_multiplier(input.cost_multiplier.unwrap_or(1.0))?;
+        let binding = binding_of(
+            &svc.store,
+            input.bound_account_id.as_ref(),
+            input.bound_group_id.as_ref(),
+        )?;
         let prefix = &svc.config.key_prefix;
         let secret = domain::generate_raw_key(prefix);
         let key = ApiKey {
@@ -296,7 +323,7 @@ impl KeyMutation {
             last_used_at: None,
             expires_at,
             cost_multiplier,
-            binding: Default::default(),
+            binding,
         };
         let _guard = svc.writes.lock().await;
         ensure_name_free(&svc.store, &key.name, None)?;
@@ -344,6 +371,12 @@ impl KeyMutation {
         if let Some(m) = input.cost_multiplier {
             key.cost_multiplier = validate::cost_multiplier(m)?;
         }
+        match (input.bound_account_id, input.bound_group_id) {
+            (MaybeUndefined::Undefined, MaybeUndefined::Undefined) => {}
+            (account, group) => {
+                key.binding = binding_of(&svc.store, account.value(), group.value())?;
+            }
+        }
         if key.status != KeyStatus::Deleted {
             ensure_name_free(&svc.store, &key.name, Some(key.id))?;
         }
@@ -375,5 +408,35 @@ impl KeyMutation {
         Ok(DeleteApiKeyPayload {
             deleted_id: ID(key.id.to_string()),
         })
+    }
+}
+
+/// The binding named by the inputs (at most one of them), checked to exist.
+fn binding_of(
+    store: &Store,
+    account: Option<&ID>,
+    group: Option<&ID>,
+) -> Result<domain::KeyBinding, GqlError> {
+    match (account, group) {
+        (Some(_), Some(_)) => Err(GqlError::bad_input(
+            "a key is bound to an account or to a group, not both",
+        )),
+        (Some(id), None) => {
+            let id = domain::AccountId(validate::id("boundAccountId", id)?);
+            match store.get_account(id)? {
+                Some(a) if a.status != domain::AccountStatus::Deleted => {
+                    Ok(domain::KeyBinding::Account(id))
+                }
+                _ => Err(GqlError::NotFound("no account with this id".into())),
+            }
+        }
+        (None, Some(id)) => {
+            let id = domain::GroupId(validate::id("boundGroupId", id)?);
+            match store.get_group(id)? {
+                Some(_) => Ok(domain::KeyBinding::Group(id)),
+                None => Err(GqlError::NotFound("no group with this id".into())),
+            }
+        }
+        (None, None) => Ok(domain::KeyBinding::None),
     }
 }

@@ -15,6 +15,7 @@ mod connection;
 mod error;
 mod http;
 mod keys;
+mod routing;
 mod scalars;
 mod session;
 mod types;
@@ -44,6 +45,7 @@ pub struct Query(
     keys::KeyQuery,
     accounts::AccountQuery,
     usage::UsageQuery,
+    routing::RoutingQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -51,6 +53,7 @@ pub struct Mutation(
     session::SessionMutation,
     keys::KeyMutation,
     accounts::AccountMutation,
+    routing::RoutingMutation,
 );
 
 pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -75,3 +75,31 @@ impl AdminNode {
         self.0.password_changed_at.into()
     }
 }
+
+/// Which keys an account serves.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::AccountMode")]
+pub enum AccountMode {
+    /// Serves keys bound to nothing (the shared pool), and keys bound to it or its groups.
+    Shared,
+    /// Serves only keys bound to this account.
+    Dedicated,
+    /// Serves only keys bound to one of its groups.
+    GroupOnly,
+}
+
+/// How the balancer picks an account.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::StrategyKind")]
+pub enum Strategy {
+    /// Lowest priority number first, least recently used among equals.
+    Priority,
+    /// The account with the most headroom in its current window.
+    LeastUsed,
+    /// Lowest marginal cost first (subscription headroom costs nothing).
+    CostFirst,
+    /// Weighted choice by configured weight × health score.
+    Balanced,
+    /// Power of two choices over peak-EWMA time to first byte × load.
+    Latency,
+}
