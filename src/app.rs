@@ -6,7 +6,7 @@
 
 use crate::balancer::Balancer;
 use crate::cache::KeyCache;
-use crate::config::Config;
+use crate::config::{Config, RuntimeSettings};
 use crate::graphql::{self, AdminState};
 use crate::relay::{self, ApiError, RelayState};
 use crate::store::{self, Store, StoreEvent, StoreOptions};
@@ -73,6 +73,9 @@ impl App {
         balancer.sync(&accounts);
         upstreams.sync(&accounts);
         let keys = KeyCache::default();
+        let settings = Arc::new(arc_swap::ArcSwap::from_pointee(load_settings(
+            &store, &config,
+        )));
 
         let tracker = TaskTracker::new();
         let token = CancellationToken::new();
@@ -91,6 +94,7 @@ impl App {
             keys.clone(),
             balancer.clone(),
             upstreams.clone(),
+            settings,
             token.clone(),
         ));
 
@@ -104,6 +108,7 @@ impl App {
             usage,
             inflight_body_bytes: Arc::new(AtomicUsize::new(0)),
             auth_throttle: relay::auth::AuthThrottle::default(),
+            settings: settings.clone(),
         };
         Ok(App {
             config,
@@ -167,6 +172,18 @@ impl App {
     }
 }
 
+/// The persisted run-time settings, else the start-up values.
+fn load_settings(store: &Store, config: &Config) -> RuntimeSettings {
+    match store.get_state::<RuntimeSettings>(RuntimeSettings::STATE_NAME) {
+        Ok(Some(s)) => s,
+        Ok(None) => RuntimeSettings::from_config(config),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read run-time settings; using the configured ones");
+            RuntimeSettings::from_config(config)
+        }
+    }
+}
+
 async fn ready(axum::extract::State(state): axum::extract::State<RelayState>) -> Response {
     let health = state.usage.health();
     match health.failing_for() {
@@ -190,6 +207,7 @@ async fn follow_store_events(
     keys: KeyCache,
     balancer: Balancer,
     upstreams: Upstreams,
+    settings: Arc<arc_swap::ArcSwap<RuntimeSettings>>,
     token: CancellationToken,
 ) {
     let resync_accounts = || match store.list_accounts() {
@@ -208,6 +226,13 @@ async fn follow_store_events(
             Ok(event @ StoreEvent::KeyChanged { .. }) => keys.on_event(&event),
             Ok(StoreEvent::AccountChanged { .. } | StoreEvent::GroupChanged { .. }) => {
                 resync_accounts()
+            }
+            Ok(StoreEvent::StateChanged { name }) if name == RuntimeSettings::STATE_NAME => {
+                match store.get_state::<RuntimeSettings>(RuntimeSettings::STATE_NAME) {
+                    Ok(Some(fresh)) => settings.store(Arc::new(fresh)),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot reload run-time settings"),
+                }
             }
             Ok(StoreEvent::StateChanged { .. }) => {}
             Ok(StoreEvent::AdminChanged { .. }) => {}

@@ -57,7 +57,9 @@ pub async fn relay(
     mut bill: Option<Bill>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let max_attempts = state.config.max_failover_attempts.max(1);
+    let settings = state.settings.load();
+    let max_attempts = (settings.max_failover_attempts as usize).max(1);
+    let default_cooldown = Duration::from_secs(settings.default_cooldown_secs);
     let mut tried: Vec<AccountId> = Vec::with_capacity(max_attempts);
     let mut earliest_rest: Option<SystemTime> = None;
     let mut last_account: Option<AccountId> = None;
@@ -100,7 +102,7 @@ pub async fn relay(
                 status,
                 response.headers(),
                 SystemTime::now(),
-                state.config.default_cooldown,
+                default_cooldown,
             );
             if !failure.is_retryable() {
                 return pass_through(state, response, lease, bill, ttfb).await;
@@ -180,7 +182,9 @@ async fn send(
         return Attempt::Failed(Failure {
             kind: upstream::FailureKind::AuthRejected,
             status: None,
-            cooldown_until: Some(now + state.config.default_cooldown),
+            cooldown_until: Some(
+                now + Duration::from_secs(state.settings.load().default_cooldown_secs),
+            ),
         });
     }
     let mut url = String::with_capacity(adapter.base_url().len() + req.path.len() + 32);

@@ -44,6 +44,8 @@ pub struct RelayState {
     /// Bytes of request bodies currently held, against `max_inflight_body_bytes`.
     pub inflight_body_bytes: Arc<AtomicUsize>,
     pub auth_throttle: auth::AuthThrottle,
+    /// Settings an admin may change at run time; loaded without locking.
+    pub settings: Arc<arc_swap::ArcSwap<crate::config::RuntimeSettings>>,
 }
 
 /// The relay routes.
