@@ -94,7 +94,7 @@ impl App {
             keys.clone(),
             balancer.clone(),
             upstreams.clone(),
-            settings,
+            settings.clone(),
             token.clone(),
         ));
 
