@@ -54,6 +54,7 @@ impl App {
     /// Opens the store and starts the background tasks (usage writer, store event listener).
     pub async fn start(config: Config) -> Result<App, Error> {
         let config = Arc::new(config);
+        crate::metrics::install();
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::DataDir(config.data_dir.display().to_string(), e))?;
         let store = Store::open(&StoreOptions {
@@ -135,6 +136,7 @@ impl App {
         relay::router(self.relay.clone())
             .merge(graphql::router(admin))
             .merge(health)
+            .merge(crate::metrics::router())
             .fallback(not_found)
     }
 

@@ -14,6 +14,7 @@
 //! - [`balancer`]: account selection, cooldowns and in-flight leases.
 //! - [`usage`]: pricing, cost, and the batched usage writer.
 //! - [`graphql`]: the admin API.
+//! - [`metrics`]: Prometheus metrics (names, recorder, `/metrics`).
 //! - [`sim`]: a simulated Anthropic upstream with fault injection (tests, benches, demo).
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro)]
@@ -25,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod graphql;
+pub mod metrics;
 pub mod relay;
 pub mod sim;
 pub mod store;

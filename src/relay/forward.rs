@@ -40,6 +40,8 @@ pub struct Prepared {
     pub body: Bytes,
     /// The model the client asked for (for messages naming it).
     pub model: String,
+    /// When the relay received the request (for the overhead metric).
+    pub received_at: Instant,
 }
 
 /// One attempt's result, before anything reached the client.
@@ -63,6 +65,11 @@ pub async fn relay(
     let mut tried: Vec<AccountId> = Vec::with_capacity(max_attempts);
     let mut earliest_rest: Option<SystemTime> = None;
     let mut last_account: Option<AccountId> = None;
+    // Time spent waiting on upstream; the rest of the request's time is overhead.
+    let mut upstream_wait = Duration::ZERO;
+    let overhead = |upstream_wait: Duration| {
+        crate::metrics::overhead(req.received_at.elapsed().saturating_sub(upstream_wait));
+    };
 
     while tried.len() < max_attempts {
         let lease = match state.balancer.select(&tried) {
@@ -88,9 +95,16 @@ pub async fn relay(
             continue;
         };
         let stream_wanted = req.path.ends_with("/messages");
-        let response = match send(state, &adapter, &req, started, stream_wanted).await {
-            Attempt::Answered(response, ttfb) => (response, ttfb),
+        let sent_at = Instant::now();
+        let attempt = send(state, &adapter, &req, started, stream_wanted).await;
+        upstream_wait += sent_at.elapsed();
+        let response = match attempt {
+            Attempt::Answered(response, ttfb) => {
+                crate::metrics::upstream_ttfb(sent_at.elapsed());
+                (response, ttfb)
+            }
             Attempt::Failed(failure) => {
+                crate::metrics::attempt("transport");
                 earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
                 continue;
             }
@@ -105,26 +119,44 @@ pub async fn relay(
                 default_cooldown,
             );
             if !failure.is_retryable() {
+                crate::metrics::attempt("client_error");
                 return pass_through(state, response, lease, bill, ttfb).await;
             }
+            crate::metrics::attempt("failover");
             tracing::info!(account.id = %account_id, upstream.status = status.as_u16(), "attempt failed; trying another account");
             earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
             continue;
         }
         if is_event_stream(response.headers()) {
-            match peek(state, response, &bill, account_id, ttfb).await {
+            let peek_started = Instant::now();
+            let peeked = peek(state, response, &bill, account_id, ttfb).await;
+            upstream_wait += peek_started.elapsed();
+            match peeked {
                 Peeked::Committed(committed) => {
-                    return Ok(committed.into_response(state, lease, bill))
+                    crate::metrics::attempt("ok");
+                    let response = committed.into_response(state, lease, bill);
+                    overhead(upstream_wait);
+                    return Ok(response);
                 }
                 Peeked::Failed(failure) => {
+                    crate::metrics::attempt("failover");
                     earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
                     continue;
                 }
             }
         }
-        match complete(state, response, lease, bill.take(), ttfb, started).await {
-            Ok(response) => return Ok(response),
+        let read_started = Instant::now();
+        // Reading the (small) body is upstream time; the bookkeeping after it is negligible.
+        let completed = complete(state, response, lease, bill.take(), ttfb, started).await;
+        upstream_wait += read_started.elapsed();
+        match completed {
+            Ok(response) => {
+                crate::metrics::attempt("ok");
+                overhead(upstream_wait);
+                return Ok(response);
+            }
             Err((failure, returned_bill)) => {
+                crate::metrics::attempt("transport");
                 bill = returned_bill;
                 earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
                 continue;

@@ -72,8 +72,19 @@ async fn handle(
             max_tokens: info.max_tokens,
         })
     });
-    let prepared = prepare(&parts, body, &info);
-    relay(&state, prepared, bill).await
+    let prepared = prepare(&parts, body, &info, started);
+    let result = relay(&state, prepared, bill).await;
+    let family = match endpoint {
+        Endpoint::Messages => "messages",
+        Endpoint::CountTokens => "count_tokens",
+    };
+    crate::metrics::request_done(
+        family,
+        result
+            .as_ref()
+            .map_or_else(|e| e.status().as_u16(), |r| r.status().as_u16()),
+    );
+    result
 }
 
 fn invalid_request(e: InspectError) -> ApiError {
@@ -82,7 +93,7 @@ fn invalid_request(e: InspectError) -> ApiError {
 
 /// The upstream request: the client's path without the relay prefix, its
 /// query, its headers minus the deny-list, and its body bytes untouched.
-fn prepare(parts: &Parts, body: Bytes, info: &RequestInfo) -> Prepared {
+fn prepare(parts: &Parts, body: Bytes, info: &RequestInfo, received_at: Instant) -> Prepared {
     let mut headers = upstream_request_headers(&parts.headers);
     if !headers.contains_key("anthropic-version") {
         headers.insert(
@@ -103,6 +114,7 @@ fn prepare(parts: &Parts, body: Bytes, info: &RequestInfo) -> Prepared {
         headers,
         body,
         model: info.model.clone(),
+        received_at,
     }
 }
 

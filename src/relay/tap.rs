@@ -80,7 +80,10 @@ impl Tap {
         );
         let status = match end {
             End::Completed | End::UpstreamError | End::IdleTimeout => 200,
-            End::ClientGone => super::meter::STATUS_CLIENT_CLOSED,
+            End::ClientGone => {
+                crate::metrics::client_disconnect();
+                super::meter::STATUS_CLIENT_CLOSED
+            }
         };
         let model = self.parser.model().map(str::to_owned);
         bill.finish(Outcome {

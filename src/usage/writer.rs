@@ -223,6 +223,7 @@ impl Writer {
 
     fn note_failure(&self, error: &str) {
         self.health.failed_flushes.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::usage_flush_failed();
         let _ = self.health.failing_since_ms.compare_exchange(
             0,
             Utc::now().timestamp_millis(),
