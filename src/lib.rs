@@ -14,6 +14,7 @@
 //! - [`balancer`]: account selection, cooldowns and in-flight leases.
 //! - [`usage`]: pricing, cost, and the batched usage writer.
 //! - [`graphql`]: the admin API.
+//! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
 //! - [`metrics`]: Prometheus metrics (names, recorder, `/metrics`).
 //! - [`sim`]: a simulated Anthropic upstream with fault injection (tests, benches, demo).
 
@@ -26,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod graphql;
+pub mod limits;
 pub mod metrics;
 pub mod relay;
 pub mod sim;
