@@ -38,6 +38,8 @@ pub enum Error {
     Upstream(#[from] upstream::Error),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("invalid time zone: {0}")]
+    TimeZone(String),
 }
 
 /// The running relay's services. Not `Clone`: one owner, so it is clear where
@@ -77,6 +79,15 @@ impl App {
         let settings = Arc::new(arc_swap::ArcSwap::from_pointee(load_settings(
             &store, &config,
         )));
+        let tz = crate::limits::parse_time_zone(&config.time_zone).map_err(Error::TimeZone)?;
+        let limits = crate::limits::Limits::new(tz);
+        match store.get_state::<crate::limits::LimitsSnapshot>(LIMITS_STATE) {
+            Ok(Some(snapshot)) => limits.restore(snapshot),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot restore limit counters; starting them empty")
+            }
+        }
 
         let tracker = TaskTracker::new();
         let token = CancellationToken::new();
@@ -110,7 +121,9 @@ impl App {
             inflight_body_bytes: Arc::new(AtomicUsize::new(0)),
             auth_throttle: relay::auth::AuthThrottle::default(),
             settings: settings.clone(),
+            limits: limits.clone(),
         };
+        tracker.spawn(checkpoint_limits(store.clone(), limits, token.clone()));
         Ok(App {
             config,
             store,
@@ -125,6 +138,8 @@ impl App {
         let admin = AdminState {
             store: self.store.clone(),
             config: self.config.clone(),
+            limits: self.relay.limits.clone(),
+            balancer: self.relay.balancer.clone(),
         };
         let health = Router::new()
             .route(
@@ -168,8 +183,36 @@ impl App {
         self.token.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        // Every request has finished: this is the final state of the counters.
+        save_limits(&self.store, &self.relay.limits);
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "final store flush failed");
+        }
+    }
+}
+
+/// The store's name for the checkpointed limit counters.
+const LIMITS_STATE: &str = "limits";
+/// How often limit counters are checkpointed (a crash loses at most this much).
+const LIMITS_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn save_limits(store: &Store, limits: &crate::limits::Limits) {
+    if let Err(e) = store.put_state_quiet(LIMITS_STATE, &limits.snapshot()) {
+        tracing::error!(error = %e, "cannot checkpoint limit counters");
+    }
+}
+
+/// Checkpoints the limit counters so windows and budgets survive a restart.
+async fn checkpoint_limits(store: Store, limits: crate::limits::Limits, token: CancellationToken) {
+    let mut tick = tokio::time::interval(LIMITS_CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = tick.tick() => {
+                let (store, limits) = (store.clone(), limits.clone());
+                let _ = tokio::task::spawn_blocking(move || save_limits(&store, &limits)).await;
+            }
         }
     }
 }

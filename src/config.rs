@@ -44,6 +44,8 @@ pub struct Config {
     /// Default cooldown for an account that failed without a `retry-after`.
     pub default_cooldown: Duration,
     pub log_filter: String,
+    /// IANA zone for days, weeks and months of budgets and reports.
+    pub time_zone: String,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             pricing_file: None,
             default_cooldown: Duration::from_secs(60),
             log_filter: "info".into(),
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -105,6 +108,7 @@ pub struct FileConfig {
     pub pricing_file: Option<PathBuf>,
     pub default_cooldown_secs: Option<u64>,
     pub log: Option<String>,
+    pub time_zone: Option<String>,
 }
 
 /// Command-line values that override everything else.
@@ -200,6 +204,9 @@ impl Config {
         if let Some(v) = env("RELAY_LOG") {
             cfg.log_filter = v;
         }
+        if let Some(v) = env("RELAY_TIME_ZONE") {
+            cfg.time_zone = v;
+        }
         if let Some(v) = env("RELAY_OAUTH_TOKEN_URL") {
             cfg.oauth_token_url = v;
         }
@@ -276,6 +283,9 @@ impl Config {
         }
         if let Some(v) = f.log {
             self.log_filter = v;
+        }
+        if let Some(v) = f.time_zone {
+            self.time_zone = v;
         }
     }
 

@@ -53,6 +53,7 @@ pub fn seed(store: &Store, sim_base_url: &str, key_prefix: &str) -> Result<Strin
         expires_at: None,
         cost_multiplier: 1.0,
         binding: Default::default(),
+        policy: Default::default(),
     })?;
     Ok(raw)
 }

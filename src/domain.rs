@@ -241,6 +241,9 @@ pub struct ApiKey {
     pub cost_multiplier: f64,
     #[serde(default)]
     pub binding: KeyBinding,
+    /// Limits, budgets and restrictions (default: none).
+    #[serde(default)]
+    pub policy: crate::limits::KeyPolicy,
 }
 
 impl ApiKey {
@@ -480,6 +483,8 @@ pub enum UsageSubject {
     Key(KeyId),
     Account(AccountId),
     Model(String),
+    /// One key's use of one model (the upstream-reported name).
+    KeyModel(KeyId, String),
     /// Everything the relay served.
     Global,
 }

@@ -49,6 +49,17 @@ async fn disconnect_mid_stream_cancels_upstream_and_records_usage() {
     );
     assert_eq!(relay.sim.sim.completed_streams(), 0);
     assert_eq!(relay.account_usage(&account).await["requests"], 1);
+    let stats = relay
+        .gql(
+            "{ balancerStats { accountId inFlight } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(stats["balancerStats"][0]["accountId"], account.as_str());
+    assert_eq!(
+        stats["balancerStats"][0]["inFlight"], 0,
+        "the account's lease was released"
+    );
 
     // The account is free again: with max concurrency irrelevant here, a new request is served.
     relay.sim.sim.set_stream_delay(Duration::ZERO);

@@ -258,16 +258,38 @@ async fn metrics_count_requests_and_measure_overhead() {
     relay.add_account("a1", "sk-ant-api03-metrics", 1).await;
     let (_, key) = relay.add_key("k1").await;
     for stream in [false, true] {
-        relay.messages(&key, &simple_body(stream)).send().await.unwrap().bytes().await.unwrap();
+        relay
+            .messages(&key, &simple_body(stream))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     }
-    let text = relay.http.get(format!("{}/metrics", relay.base_url)).send().await.unwrap().text().await.unwrap();
+    let text = relay
+        .http
+        .get(format!("{}/metrics", relay.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("relay_requests_total") && l.contains("family=\"messages\"") && l.contains("status=\"2xx\""))
+        .find(|l| {
+            l.starts_with("relay_requests_total")
+                && l.contains("family=\"messages\"")
+                && l.contains("status=\"2xx\"")
+        })
         .unwrap_or_else(|| panic!("no request counter in:\n{text}"));
     // Other tests in this binary share the global recorder, so at least our two.
     let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 2.0, "{line}");
     assert!(text.contains("relay_overhead_seconds_bucket"), "{text}");
-    assert!(text.contains("relay_upstream_attempts_total{outcome=\"ok\"}"), "{text}");
+    assert!(
+        text.contains("relay_upstream_attempts_total{outcome=\"ok\"}"),
+        "{text}"
+    );
 }

@@ -29,13 +29,22 @@ pub(crate) struct Services {
     /// Held across "check the name is free, then write" so two concurrent
     /// creates cannot both take one name. Admin writes are rare.
     pub writes: tokio::sync::Mutex<()>,
+    pub limits: crate::limits::Limits,
+    pub balancer: crate::balancer::Balancer,
 }
 
 impl Services {
-    pub fn new(store: Store, config: Arc<Config>) -> Self {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        limits: crate::limits::Limits,
+        balancer: crate::balancer::Balancer,
+    ) -> Self {
         Services {
             store,
             config,
+            limits,
+            balancer,
             throttle: LoginThrottle::new(),
             writes: tokio::sync::Mutex::new(()),
         }

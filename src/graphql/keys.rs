@@ -57,6 +57,24 @@ impl ApiKeyNode {
     async fn cost_multiplier(&self) -> f64 {
         self.0.cost_multiplier
     }
+    /// Limits, budgets and restrictions (see the README's "Key policy"); JSON
+    /// in the shape `updateApiKey(input: {policy})` takes.
+    async fn policy(&self) -> async_graphql::Json<crate::limits::KeyPolicy> {
+        async_graphql::Json(self.0.policy.clone())
+    }
+    /// The key's live limit state: each window's use and reset, budgets used
+    /// and left, concurrency.
+    async fn limit_status(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<async_graphql::Json<crate::limits::KeyLimitStatus>> {
+        let svc = services(ctx)?;
+        Ok(async_graphql::Json(svc.limits.key_status(
+            self.0.id,
+            &self.0.policy,
+            Utc::now(),
+        )))
+    }
     /// The account this key is bound to (it is then served by that account only).
     async fn bound_account_id(&self) -> Option<ID> {
         match self.0.binding {
@@ -217,6 +235,8 @@ pub struct CreateApiKeyInput {
     pub cost_multiplier: Option<f64>,
     /// Serve this key from this account only.
     pub bound_account_id: Option<ID>,
+    /// Limits, budgets and restrictions (default: none).
+    pub policy: Option<async_graphql::Json<crate::limits::KeyPolicy>>,
     /// Serve this key from this group's accounts only.
     pub bound_group_id: Option<ID>,
 }
@@ -243,6 +263,8 @@ pub struct UpdateApiKeyInput {
     pub bound_account_id: MaybeUndefined<ID>,
     /// null unbinds.
     pub bound_group_id: MaybeUndefined<ID>,
+    /// Replaces the whole policy; null removes every limit.
+    pub policy: MaybeUndefined<async_graphql::Json<crate::limits::KeyPolicy>>,
 }
 
 #[derive(SimpleObject)]
@@ -308,6 +330,10 @@ impl KeyMutation {
             input.bound_account_id.as_ref(),
             input.bound_group_id.as_ref(),
         )?;
+        let policy = match input.policy {
+            Some(p) => checked_policy(p.0)?,
+            None => Default::default(),
+        };
         let prefix = &svc.config.key_prefix;
         let secret = domain::generate_raw_key(prefix);
         let key = ApiKey {
@@ -324,6 +350,7 @@ impl KeyMutation {
             expires_at,
             cost_multiplier,
             binding,
+            policy,
         };
         let _guard = svc.writes.lock().await;
         ensure_name_free(&svc.store, &key.name, None)?;
@@ -370,6 +397,11 @@ impl KeyMutation {
         }
         if let Some(m) = input.cost_multiplier {
             key.cost_multiplier = validate::cost_multiplier(m)?;
+        }
+        match input.policy {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => key.policy = Default::default(),
+            MaybeUndefined::Value(p) => key.policy = checked_policy(p.0)?,
         }
         match (input.bound_account_id, input.bound_group_id) {
             (MaybeUndefined::Undefined, MaybeUndefined::Undefined) => {}
@@ -439,4 +471,11 @@ fn binding_of(
         }
         (None, None) => Ok(domain::KeyBinding::None),
     }
+}
+
+fn checked_policy(policy: crate::limits::KeyPolicy) -> Result<crate::limits::KeyPolicy, GqlError> {
+    policy.validate().map_err(|errors| {
+        GqlError::bad_input(format!("invalid policy: {}", errors.0.join("; ")))
+    })?;
+    Ok(policy)
 }

@@ -37,6 +37,22 @@ use std::sync::Arc;
 pub struct AdminState {
     pub store: Store,
     pub config: Arc<Config>,
+    /// Live limit counters (for key status); read-only here.
+    pub limits: crate::limits::Limits,
+    /// Live balancer state (for stats); read-only here.
+    pub balancer: crate::balancer::Balancer,
+}
+
+impl AdminState {
+    /// An admin API over `store` with fresh (empty) live state, for tools and tests.
+    pub fn new(store: Store, config: Arc<Config>) -> AdminState {
+        AdminState {
+            store,
+            config,
+            limits: crate::limits::Limits::new(chrono_tz::UTC),
+            balancer: crate::balancer::Balancer::default(),
+        }
+    }
 }
 
 #[derive(MergedObject, Default)]
@@ -81,7 +97,12 @@ fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so login throttling
 /// also counts per client address.
 pub fn router(state: AdminState) -> Router {
-    let services = Arc::new(auth::Services::new(state.store, state.config));
+    let services = Arc::new(auth::Services::new(
+        state.store,
+        state.config,
+        state.limits,
+        state.balancer,
+    ));
     let app = http::HttpState {
         schema: build_schema(Some(services.clone())),
         services,

@@ -26,6 +26,8 @@ pub enum ApiError {
     NoAccount { model: String },
     /// 429: too many failed key lookups from one client address.
     AuthThrottled { retry_after_secs: u64 },
+    /// A key policy refusal (window, budget, concurrency, restriction).
+    Refused(Box<crate::limits::Refusal>),
     /// 500 api_error.
     Internal,
 }
@@ -41,6 +43,9 @@ impl ApiError {
             ApiError::Overloaded { .. } | ApiError::RelayBusy => overloaded_status(),
             ApiError::NoAccount { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Refused(r) => {
+                StatusCode::from_u16(r.kind.status()).unwrap_or(StatusCode::FORBIDDEN)
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,6 +59,7 @@ impl ApiError {
             ApiError::Overloaded { .. } | ApiError::RelayBusy => "overloaded_error",
             ApiError::NoAccount { .. } | ApiError::Internal => "api_error",
             ApiError::AuthThrottled { .. } => "rate_limit_error",
+            ApiError::Refused(r) => r.kind.error_type(),
         }
     }
 
@@ -77,6 +83,7 @@ impl ApiError {
             ApiError::AuthThrottled { .. } => {
                 "Too many requests with invalid API keys from this address; retry later".into()
             }
+            ApiError::Refused(r) => r.message.clone(),
             ApiError::Internal => "Internal server error".into(),
         }
     }
@@ -88,6 +95,11 @@ impl ApiError {
             | ApiError::NoAccount { .. }
             | ApiError::AuthThrottled { .. } => Some("false"),
             ApiError::Overloaded { .. } | ApiError::RelayBusy => Some("true"),
+            ApiError::Refused(r) => Some(if r.kind.should_retry() {
+                "true"
+            } else {
+                "false"
+            }),
             _ => None,
         }
     }
@@ -123,6 +135,7 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded { retry_after_secs } => Some(*retry_after_secs),
             ApiError::RelayBusy => Some(1),
             ApiError::AuthThrottled { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Refused(r) => r.retry_after_secs,
             _ => None,
         };
         if let Some(secs) = retry_after {

@@ -9,10 +9,13 @@ use super::headers::upstream_request_headers;
 use super::inspect::{inspect_count_tokens, inspect_messages, InspectError, RequestInfo};
 use super::meter::{Bill, Meter};
 use super::RelayState;
+use crate::domain::ApiKey;
+use crate::limits::{estimate, Admission, Ask, ClientHints, EndpointFamily, Expiry, Refusal};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use chrono::Utc;
 use http::request::Parts;
 use http::{HeaderValue, Method};
 use http_body_util::BodyExt;
@@ -58,7 +61,7 @@ async fn handle(
         Endpoint::CountTokens => inspect_count_tokens(&body),
     }
     .map_err(invalid_request)?;
-    // Key policy (limits, budgets, model rules) plugs in here.
+    let admission = admit(&state, &key, &parts, &info, endpoint).await?;
     let bill = (endpoint == Endpoint::Messages).then(|| {
         Bill::new(Meter {
             sink: state.usage.clone(),
@@ -72,6 +75,13 @@ async fn handle(
             max_tokens: info.max_tokens,
         })
     });
+    let bill = match (bill, admission) {
+        (Some(mut bill), Some(admission)) => {
+            bill.set_admission(admission);
+            Some(bill)
+        }
+        (bill, _) => bill,
+    };
     let prepared = prepare(&parts, body, &info, started);
     let result = relay(&state, prepared, bill).await;
     let family = match endpoint {
@@ -85,6 +95,69 @@ async fn handle(
             .map_or_else(|e| e.status().as_u16(), |r| r.status().as_u16()),
     );
     result
+}
+
+/// The key policy's verdict: messages are admitted (reserving their
+/// estimate), count_tokens is only checked (not billed, not counted).
+async fn admit(
+    state: &RelayState,
+    key: &ApiKey,
+    parts: &Parts,
+    info: &RequestInfo,
+    endpoint: Endpoint,
+) -> Result<Option<Admission>, ApiError> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let ask = Ask {
+        key_id: key.id,
+        policy: &key.policy,
+        model: &info.model,
+        endpoint: EndpointFamily::AnthropicMessages,
+        user_agent: header("user-agent"),
+        client_hints: ClientHints {
+            x_app: header("x-app"),
+            metadata_user_id: info.user_id.as_deref(),
+        },
+        estimate: estimate(
+            &info.model,
+            info.estimated_input_tokens,
+            info.max_tokens,
+            &state.pricing,
+            key.cost_multiplier,
+        ),
+        now: Utc::now(),
+    };
+    if endpoint == Endpoint::CountTokens {
+        state.limits.check(&ask).map_err(refused)?;
+        return Ok(None);
+    }
+    let admission = state.limits.admit(ask).await.map_err(refused)?;
+    if let Some(at) = admission.activated() {
+        persist_activation(state, key.id, at);
+    }
+    Ok(Some(admission))
+}
+
+pub fn refused(r: Refusal) -> ApiError {
+    ApiError::Refused(Box::new(r))
+}
+
+/// Records when an activation-mode key was first used (once per key).
+fn persist_activation(state: &RelayState, key_id: crate::domain::KeyId, at: chrono::DateTime<Utc>) {
+    let result = state.store.get_key(key_id).and_then(|found| match found {
+        Some(mut key) => {
+            if let Expiry::Activation { activated_at, .. } = &mut key.policy.expiry {
+                if activated_at.is_none() {
+                    *activated_at = Some(at);
+                    return state.store.put_key(&key);
+                }
+            }
+            Ok(())
+        }
+        None => Ok(()),
+    });
+    if let Err(e) = result {
+        tracing::error!(key.id = %key_id, error = %e, "cannot persist key activation");
+    }
 }
 
 fn invalid_request(e: InspectError) -> ApiError {

@@ -91,6 +91,8 @@ impl Meter {
 /// drop as an estimated, client-closed record.
 pub struct Bill {
     meter: Option<Meter>,
+    /// The key policy's hold on this request, settled with the record.
+    admission: Option<crate::limits::Admission>,
     /// The account of the attempt in progress, billed if the client leaves now.
     account_id: Option<AccountId>,
 }
@@ -99,6 +101,7 @@ impl Bill {
     pub fn new(meter: Meter) -> Bill {
         Bill {
             meter: Some(meter),
+            admission: None,
             account_id: None,
         }
     }
@@ -107,13 +110,31 @@ impl Bill {
         self.meter.as_ref()
     }
 
+    pub fn set_admission(&mut self, admission: crate::limits::Admission) {
+        self.admission = Some(admission);
+    }
+
+    /// Records the request and settles its policy reservation with the same amounts.
+    fn emit(&mut self, meter: Meter, record: UsageRecord) {
+        if let Some(admission) = self.admission.take() {
+            // A request that never reached an account is not counted.
+            admission.settle(
+                record.tokens.total(),
+                record.billed_cost,
+                record.account_id.is_some(),
+            );
+        }
+        meter.sink.record(record);
+    }
+
     pub fn set_account(&mut self, account_id: Option<AccountId>) {
         self.account_id = account_id;
     }
 
     pub fn finish(mut self, outcome: Outcome<'_>) {
         if let Some(meter) = self.meter.take() {
-            meter.sink.record(meter.record(Some(meter.key_id), outcome));
+            let record = meter.record(Some(meter.key_id), outcome);
+            self.emit(meter, record);
         }
     }
 }
@@ -135,7 +156,7 @@ impl Drop for Bill {
                         ttfb: None,
                     },
                 );
-                meter.sink.record(record);
+                self.emit(meter, record);
             }
         }
     }

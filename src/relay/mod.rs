@@ -9,6 +9,7 @@ pub mod forward;
 pub mod handler;
 pub mod headers;
 pub mod inspect;
+pub mod key_usage;
 pub mod meter;
 pub mod models;
 pub mod sse;
@@ -46,6 +47,8 @@ pub struct RelayState {
     pub auth_throttle: auth::AuthThrottle,
     /// Settings an admin may change at run time; loaded without locking.
     pub settings: Arc<arc_swap::ArcSwap<crate::config::RuntimeSettings>>,
+    /// Per-key limits, budgets and restrictions.
+    pub limits: crate::limits::Limits,
 }
 
 /// The relay routes.
@@ -59,7 +62,8 @@ pub fn router(state: RelayState) -> Router {
                 post(handler::count_tokens),
             )
             .route(&format!("{prefix}/v1/models"), get(models::list))
-            .route(&format!("{prefix}/v1/models/{{id}}"), get(models::get));
+            .route(&format!("{prefix}/v1/models/{{id}}"), get(models::get))
+            .route(&format!("{prefix}/v1/key/usage"), get(key_usage::key_usage));
     }
     router.with_state(state)
 }

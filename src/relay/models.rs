@@ -19,7 +19,7 @@ const UPSTREAM_MODELS_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub async fn list(State(state): State<RelayState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    if let Err(e) = authenticate_from(&parts, &state.keys, &state.store, &state.auth_throttle) {
+    if let Err(e) = authenticate_checked(&state, &parts) {
         return e.into_response();
     }
     let path = upstream_path(parts.uri.path()).to_string();
@@ -42,7 +42,7 @@ pub async fn get(
     request: Request,
 ) -> Response {
     let (parts, _) = request.into_parts();
-    if let Err(e) = authenticate_from(&parts, &state.keys, &state.store, &state.auth_throttle) {
+    if let Err(e) = authenticate_checked(&state, &parts) {
         return e.into_response();
     }
     let path = upstream_path(parts.uri.path()).to_string();
@@ -59,6 +59,29 @@ pub async fn get(
             None => ApiError::NotFound(format!("model: {id}")).into_response(),
         },
     }
+}
+
+/// Authenticates and applies the key's static policy (not billed or counted).
+fn authenticate_checked(state: &RelayState, parts: &http::request::Parts) -> Result<(), ApiError> {
+    let key = authenticate_from(parts, &state.keys, &state.store, &state.auth_throttle)?;
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let ask = crate::limits::Ask {
+        key_id: key.id,
+        policy: &key.policy,
+        model: "",
+        endpoint: crate::limits::EndpointFamily::AnthropicMessages,
+        user_agent: header("user-agent"),
+        client_hints: crate::limits::ClientHints {
+            x_app: header("x-app"),
+            metadata_user_id: None,
+        },
+        estimate: crate::limits::Estimate {
+            tokens: 0,
+            billed_cost: crate::domain::NanoUsd::ZERO,
+        },
+        now: chrono::Utc::now(),
+    };
+    state.limits.check(&ask).map_err(super::handler::refused)
 }
 
 /// One try on the preferred account; any failure means "use the built-in table".

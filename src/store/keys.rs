@@ -137,6 +137,7 @@ pub(crate) mod tests {
             expires_at: None,
             cost_multiplier: 1.0,
             binding: Default::default(),
+            policy: Default::default(),
         }
     }
 

@@ -28,9 +28,19 @@ fn subject_prefix(subject: &UsageSubject) -> String {
         UsageSubject::Key(id) => format!("k|{id}|"),
         UsageSubject::Account(id) => format!("a|{id}|"),
         // Escaped so a model name containing `|` cannot reach into another subject's range.
-        UsageSubject::Model(m) => format!("m|{}|", m.replace('%', "%25").replace('|', "%7C")),
+        UsageSubject::Model(m) => format!("m|{}|", escape(m)),
+        UsageSubject::KeyModel(id, m) => format!("km|{id}|{}|", escape(m)),
         UsageSubject::Global => "g|".into(),
     }
+}
+
+/// Escapes a model name so it cannot reach into another subject's key range.
+fn escape(model: &str) -> String {
+    model.replace('%', "%25").replace('|', "%7C")
+}
+
+fn unescape(model: &str) -> String {
+    model.replace("%7C", "|").replace("%25", "%")
 }
 
 fn hour_key(prefix: &str, hour: DateTime<Utc>) -> Vec<u8> {
@@ -232,6 +242,26 @@ impl Store {
     }
 
     /// The newest finished requests, newest first.
+    /// The models a key has used (names as upstream reported them).
+    pub fn key_models(&self, key_id: KeyId) -> Result<Vec<String>, Error> {
+        let prefix = format!("km|{key_id}|");
+        let mut models = Vec::new();
+        for entry in self.inner.usage.scan_prefix(prefix.as_bytes()).keys() {
+            let key = entry?;
+            let Ok(text) = std::str::from_utf8(&key) else {
+                continue;
+            };
+            // Only the lifetime bucket: `km|<id>|<model>|t`.
+            if let Some(model) = text
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix("|t"))
+            {
+                models.push(unescape(model));
+            }
+        }
+        Ok(models)
+    }
+
     pub fn recent_requests(&self, limit: usize) -> Result<Vec<UsageRecord>, Error> {
         self.inner
             .requests

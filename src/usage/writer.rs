@@ -116,10 +116,11 @@ impl Pending {
             .duration_trunc(TimeDelta::hours(1))
             .unwrap_or(record.at);
         let delta = UsageTotals::from_record(&record);
-        let mut subjects: [Option<UsageSubject>; 4] =
-            [None, None, None, Some(UsageSubject::Global)];
+        let mut subjects: [Option<UsageSubject>; 5] =
+            [None, None, None, Some(UsageSubject::Global), None];
         if let Some(key) = record.key_id {
             subjects[0] = Some(UsageSubject::Key(key));
+            subjects[4] = Some(UsageSubject::KeyModel(key, record.model.clone()));
             let seen = self.last_used.entry(key).or_insert(record.at);
             if *seen < record.at {
                 *seen = record.at;

@@ -48,10 +48,7 @@ impl Harness {
         .unwrap();
         graphql::bootstrap_admin(&store, &config).await.unwrap();
         let config = Arc::new(config);
-        let router = graphql::router(AdminState {
-            store: store.clone(),
-            config: config.clone(),
-        });
+        let router = graphql::router(AdminState::new(store.clone(), config.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
