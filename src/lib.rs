@@ -15,6 +15,7 @@
 //! - [`usage`]: pricing, cost, and the batched usage writer.
 //! - [`graphql`]: the admin API.
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
+//! - [`openai`]: OpenAI Chat Completions ⇄ Anthropic Messages translation (requests, replies, streams, errors).
 //! - [`metrics`]: Prometheus metrics (names, recorder, `/metrics`).
 //! - [`sim`]: a simulated Anthropic upstream with fault injection (tests, benches, demo).
 
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod graphql;
 pub mod limits;
 pub mod metrics;
+pub mod openai;
 pub mod relay;
 pub mod sim;
 pub mod store;
