@@ -62,19 +62,8 @@ async fn handle(
     }
     .map_err(invalid_request)?;
     let admission = admit(&state, &key, &parts, &info, endpoint).await?;
-    let bill = (endpoint == Endpoint::Messages).then(|| {
-        Bill::new(Meter {
-            sink: state.usage.clone(),
-            pricing: state.pricing.clone(),
-            key_id: key.id,
-            cost_multiplier: key.cost_multiplier,
-            requested_model: info.model.clone(),
-            stream: info.stream,
-            started,
-            estimated_input_tokens: info.estimated_input_tokens,
-            max_tokens: info.max_tokens,
-        })
-    });
+    let bill =
+        (endpoint == Endpoint::Messages).then(|| Bill::new(meter(&state, &key, &info, started)));
     let bill = match (bill, admission) {
         (Some(mut bill), Some(admission)) => {
             bill.set_admission(admission);
@@ -106,12 +95,56 @@ async fn admit(
     info: &RequestInfo,
     endpoint: Endpoint,
 ) -> Result<Option<Admission>, ApiError> {
+    if endpoint == Endpoint::CountTokens {
+        state
+            .limits
+            .check(&ask_for(
+                state,
+                key,
+                parts,
+                info,
+                EndpointFamily::AnthropicMessages,
+            ))
+            .map_err(refused)?;
+        return Ok(None);
+    }
+    admit_family(state, key, parts, info, EndpointFamily::AnthropicMessages)
+        .await
+        .map(Some)
+}
+
+/// Admits a billed request of an endpoint family, persisting a first-use activation.
+pub(super) async fn admit_family(
+    state: &RelayState,
+    key: &ApiKey,
+    parts: &Parts,
+    info: &RequestInfo,
+    family: EndpointFamily,
+) -> Result<Admission, ApiError> {
+    let admission = state
+        .limits
+        .admit(ask_for(state, key, parts, info, family))
+        .await
+        .map_err(refused)?;
+    if let Some(at) = admission.activated() {
+        persist_activation(state, key.id, at);
+    }
+    Ok(admission)
+}
+
+fn ask_for<'a>(
+    state: &RelayState,
+    key: &'a ApiKey,
+    parts: &'a Parts,
+    info: &'a RequestInfo,
+    family: EndpointFamily,
+) -> Ask<'a> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let ask = Ask {
+    Ask {
         key_id: key.id,
         policy: &key.policy,
         model: &info.model,
-        endpoint: EndpointFamily::AnthropicMessages,
+        endpoint: family,
         user_agent: header("user-agent"),
         client_hints: ClientHints {
             x_app: header("x-app"),
@@ -125,16 +158,7 @@ async fn admit(
             key.cost_multiplier,
         ),
         now: Utc::now(),
-    };
-    if endpoint == Endpoint::CountTokens {
-        state.limits.check(&ask).map_err(refused)?;
-        return Ok(None);
     }
-    let admission = state.limits.admit(ask).await.map_err(refused)?;
-    if let Some(at) = admission.activated() {
-        persist_activation(state, key.id, at);
-    }
-    Ok(Some(admission))
 }
 
 pub fn refused(r: Refusal) -> ApiError {
@@ -160,13 +184,38 @@ fn persist_activation(state: &RelayState, key_id: crate::domain::KeyId, at: chro
     }
 }
 
-fn invalid_request(e: InspectError) -> ApiError {
+/// What the request's usage record needs.
+pub(super) fn meter(
+    state: &RelayState,
+    key: &ApiKey,
+    info: &RequestInfo,
+    started: Instant,
+) -> Meter {
+    Meter {
+        sink: state.usage.clone(),
+        pricing: state.pricing.clone(),
+        key_id: key.id,
+        cost_multiplier: key.cost_multiplier,
+        requested_model: info.model.clone(),
+        stream: info.stream,
+        started,
+        estimated_input_tokens: info.estimated_input_tokens,
+        max_tokens: info.max_tokens,
+    }
+}
+
+pub(super) fn invalid_request(e: InspectError) -> ApiError {
     ApiError::InvalidRequest(e.to_string())
 }
 
 /// The upstream request: the client's path without the relay prefix, its
 /// query, its headers minus the deny-list, and its body bytes untouched.
-fn prepare(parts: &Parts, body: Bytes, info: &RequestInfo, received_at: Instant) -> Prepared {
+pub(super) fn prepare(
+    parts: &Parts,
+    body: Bytes,
+    info: &RequestInfo,
+    received_at: Instant,
+) -> Prepared {
     let mut headers = upstream_request_headers(&parts.headers);
     if !headers.contains_key("anthropic-version") {
         headers.insert(
@@ -227,7 +276,7 @@ fn reserve(state: &RelayState, amount: usize) -> Result<BodyReservation, ApiErro
 
 /// Reads the body within the size limit, the read timeout and the relay-wide
 /// in-flight budget.
-async fn read_body(
+pub(super) async fn read_body(
     state: &RelayState,
     parts: &Parts,
     body: Body,

@@ -4,6 +4,7 @@
 //! file; `handler.rs` calls them in order.
 
 pub mod auth;
+pub mod chat;
 pub mod error;
 pub mod forward;
 pub mod handler;
@@ -64,6 +65,16 @@ pub fn router(state: RelayState) -> Router {
             .route(&format!("{prefix}/v1/models"), get(models::list))
             .route(&format!("{prefix}/v1/models/{{id}}"), get(models::get))
             .route(&format!("{prefix}/v1/key/usage"), get(key_usage::key_usage));
+    }
+    for path in [
+        "/v1/chat/completions",
+        "/openai/v1/chat/completions",
+        "/openai/claude/v1/chat/completions",
+    ] {
+        router = router.route(path, post(chat::chat_completions));
+    }
+    for path in ["/openai/v1/models", "/openai/claude/v1/models"] {
+        router = router.route(path, get(chat::models));
     }
     router.with_state(state)
 }

@@ -4,7 +4,6 @@
 
 use super::auth::authenticate_from;
 use super::error::ApiError;
-use super::handler::upstream_path;
 use super::headers::upstream_request_headers;
 use super::RelayState;
 use crate::usage::pricing::ModelInfo;
@@ -22,8 +21,9 @@ pub async fn list(State(state): State<RelayState>, request: Request) -> Response
     if let Err(e) = authenticate_checked(&state, &parts) {
         return e.into_response();
     }
-    let path = upstream_path(parts.uri.path()).to_string();
-    if let Some((StatusCode::OK, mut body)) = ask_upstream(&state, &parts, &path).await {
+    // Every prefix (/api, /claude, /openai…) asks upstream the same thing.
+    let path = "/v1/models";
+    if let Some((StatusCode::OK, mut body)) = ask_upstream(&state, &parts, path).await {
         if let Some(items) = body.get_mut("data").and_then(Value::as_array_mut) {
             items.iter_mut().for_each(superset_item);
             if let Some(obj) = body.as_object_mut() {
@@ -45,7 +45,7 @@ pub async fn get(
     if let Err(e) = authenticate_checked(&state, &parts) {
         return e.into_response();
     }
-    let path = upstream_path(parts.uri.path()).to_string();
+    let path = format!("/v1/models/{id}");
     match ask_upstream(&state, &parts, &path).await {
         Some((StatusCode::OK, mut body)) if body.is_object() => {
             superset_item(&mut body);
