@@ -53,6 +53,9 @@ impl Adapter {
     ) -> Result<Adapter, Error> {
         let client = pool.client(account.proxy.as_ref().map(|p| p.expose()))?;
         Ok(match account.kind {
+            AccountKind::AnthropicCompatible => {
+                Adapter::ApiKey(api_key::ApiKeyAdapter::compatible(account, client)?)
+            }
             AccountKind::AnthropicApiKey => {
                 Adapter::ApiKey(api_key::ApiKeyAdapter::new(account, client)?)
             }
