@@ -73,12 +73,13 @@ impl App {
         let balancer = Balancer::default();
         let upstreams = Upstreams::new(config.clone(), store.clone())?;
         let accounts = store.list_accounts()?;
-        balancer.sync(&accounts);
+        balancer.sync_all(&accounts, &store.list_groups()?);
         upstreams.sync(&accounts);
         let keys = KeyCache::default();
         let settings = Arc::new(arc_swap::ArcSwap::from_pointee(load_settings(
             &store, &config,
         )));
+        apply_settings(&balancer, &settings.load());
         let tz = crate::limits::parse_time_zone(&config.time_zone).map_err(Error::TimeZone)?;
         let limits = crate::limits::Limits::new(tz);
         match store.get_state::<crate::limits::LimitsSnapshot>(LIMITS_STATE) {
@@ -217,6 +218,12 @@ async fn checkpoint_limits(store: Store, limits: crate::limits::Limits, token: C
     }
 }
 
+/// Hands the balancer the settings it owns.
+fn apply_settings(balancer: &Balancer, settings: &RuntimeSettings) {
+    balancer.set_strategy(settings.strategy);
+    balancer.set_sticky_ttl(std::time::Duration::from_secs(settings.sticky_ttl_secs));
+}
+
 /// The persisted run-time settings, else the start-up values.
 fn load_settings(store: &Store, config: &Config) -> RuntimeSettings {
     match store.get_state::<RuntimeSettings>(RuntimeSettings::STATE_NAME) {
@@ -255,12 +262,12 @@ async fn follow_store_events(
     settings: Arc<arc_swap::ArcSwap<RuntimeSettings>>,
     token: CancellationToken,
 ) {
-    let resync_accounts = || match store.list_accounts() {
-        Ok(accounts) => {
-            balancer.sync(&accounts);
+    let resync_accounts = || match (store.list_accounts(), store.list_groups()) {
+        (Ok(accounts), Ok(groups)) => {
+            balancer.sync_all(&accounts, &groups);
             upstreams.sync(&accounts);
         }
-        Err(e) => tracing::error!(error = %e, "cannot reload accounts"),
+        (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "cannot reload accounts"),
     };
     loop {
         let event = tokio::select! {
@@ -274,7 +281,10 @@ async fn follow_store_events(
             }
             Ok(StoreEvent::StateChanged { name }) if name == RuntimeSettings::STATE_NAME => {
                 match store.get_state::<RuntimeSettings>(RuntimeSettings::STATE_NAME) {
-                    Ok(Some(fresh)) => settings.store(Arc::new(fresh)),
+                    Ok(Some(fresh)) => {
+                        apply_settings(&balancer, &fresh);
+                        settings.store(Arc::new(fresh));
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "cannot reload run-time settings"),
                 }

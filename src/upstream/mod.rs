@@ -11,6 +11,7 @@ pub mod api_key;
 pub mod classify;
 pub mod client;
 pub mod oauth;
+pub mod ratelimit;
 
 pub use classify::{classify, Failure, FailureKind};
 
