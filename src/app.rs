@@ -115,7 +115,7 @@ impl App {
             config: config.clone(),
             store: store.clone(),
             keys,
-            balancer,
+            balancer: balancer.clone(),
             upstreams,
             pricing,
             usage,
@@ -124,7 +124,13 @@ impl App {
             settings: settings.clone(),
             limits: limits.clone(),
         };
-        tracker.spawn(checkpoint_limits(store.clone(), limits, token.clone()));
+        restore_sticky(&store, &balancer);
+        tracker.spawn(checkpoint_limits(
+            store.clone(),
+            limits,
+            balancer.clone(),
+            token.clone(),
+        ));
         Ok(App {
             config,
             store,
@@ -186,6 +192,7 @@ impl App {
         self.tracker.wait().await;
         // Every request has finished: this is the final state of the counters.
         save_limits(&self.store, &self.relay.limits);
+        save_sticky(&self.store, &self.relay.balancer);
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "final store flush failed");
         }
@@ -203,16 +210,88 @@ fn save_limits(store: &Store, limits: &crate::limits::Limits) {
     }
 }
 
+/// The store's name for the persisted sticky sessions.
+const STICKY_STATE: &str = "sticky_sessions";
+
+/// One persisted sticky session (the balancer's own types are not serde).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StickyEntry {
+    pool: StickyPool,
+    session: u64,
+    account: crate::domain::AccountId,
+    last_used_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+enum StickyPool {
+    Shared,
+    Group(crate::domain::GroupId),
+    Account(crate::domain::AccountId),
+}
+
+/// Persists sticky sessions lazily, so a restart keeps prompt caches warm.
+fn save_sticky(store: &Store, balancer: &Balancer) {
+    use crate::balancer::PoolKey;
+    let entries: Vec<StickyEntry> = balancer
+        .sticky_entries()
+        .into_iter()
+        .map(|(pool, session, account, at)| StickyEntry {
+            pool: match pool {
+                PoolKey::Shared => StickyPool::Shared,
+                PoolKey::Group(g) => StickyPool::Group(g),
+                PoolKey::Account(a) => StickyPool::Account(a),
+            },
+            session: session.get(),
+            account,
+            last_used_ms: at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        })
+        .collect();
+    if let Err(e) = store.put_state_quiet(STICKY_STATE, &entries) {
+        tracing::error!(error = %e, "cannot persist sticky sessions");
+    }
+}
+
+fn restore_sticky(store: &Store, balancer: &Balancer) {
+    use crate::balancer::{PoolKey, SessionKey};
+    match store.get_state::<Vec<StickyEntry>>(STICKY_STATE) {
+        Ok(Some(entries)) => {
+            for e in entries {
+                let pool = match e.pool {
+                    StickyPool::Shared => PoolKey::Shared,
+                    StickyPool::Group(g) => PoolKey::Group(g),
+                    StickyPool::Account(a) => PoolKey::Account(a),
+                };
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.last_used_ms);
+                balancer.restore_sticky(pool, SessionKey::from_raw(e.session), e.account, at);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot restore sticky sessions"),
+    }
+}
+
 /// Checkpoints the limit counters so windows and budgets survive a restart.
-async fn checkpoint_limits(store: Store, limits: crate::limits::Limits, token: CancellationToken) {
+async fn checkpoint_limits(
+    store: Store,
+    limits: crate::limits::Limits,
+    balancer: Balancer,
+    token: CancellationToken,
+) {
     let mut tick = tokio::time::interval(LIMITS_CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = token.cancelled() => return,
             _ = tick.tick() => {
-                let (store, limits) = (store.clone(), limits.clone());
-                let _ = tokio::task::spawn_blocking(move || save_limits(&store, &limits)).await;
+                let (store, limits, balancer) = (store.clone(), limits.clone(), balancer.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    save_limits(&store, &limits);
+                    save_sticky(&store, &balancer);
+                })
+                .await;
             }
         }
     }

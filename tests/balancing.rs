@@ -257,3 +257,44 @@ async fn strategy_switches_at_run_time_and_stats_show_accounts() {
         "{stats}"
     );
 }
+
+#[tokio::test]
+async fn sticky_sessions_survive_a_restart() {
+    let relay = TestRelay::start().await;
+    for i in 0..4 {
+        account(
+            &relay,
+            &format!("a{i}"),
+            &format!("sk-ant-api03-bal-persist-{i}"),
+            1,
+            json!({}),
+        )
+        .await;
+    }
+    let (_, key) = relay.add_key("k").await;
+    let mut before = Vec::new();
+    for session in ["p-1", "p-2", "p-3", "p-4", "p-5"] {
+        relay
+            .messages(&key, &simple_body(false))
+            .header("X-Claude-Code-Session-Id", session)
+            .send()
+            .await
+            .unwrap();
+        before.push(last_credential(&relay));
+    }
+    let (sim, dir) = relay.stop().await;
+    let relay = TestRelay::start_on(sim, dir, |_| {}).await;
+    for (i, session) in ["p-1", "p-2", "p-3", "p-4", "p-5"].iter().enumerate() {
+        relay
+            .messages(&key, &simple_body(false))
+            .header("X-Claude-Code-Session-Id", *session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            last_credential(&relay),
+            before[i],
+            "session {session} moved after the restart"
+        );
+    }
+}
