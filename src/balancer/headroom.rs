@@ -173,6 +173,17 @@ pub(crate) fn count_window_tokens(live: &LiveState, now: u64, tokens: u64) {
     live.hot.window_tokens.fetch_add(tokens, R);
 }
 
+/// Takes back a reservation made at selection (saturating: the window may
+/// have rolled over meanwhile).
+pub(crate) fn unreserve(live: &LiveState, tokens: u64) {
+    if tokens > 0 {
+        let _ = live
+            .hot
+            .window_tokens
+            .fetch_update(R, R, |t| Some(t.saturating_sub(tokens)));
+    }
+}
+
 /// An account's own 5-hour token window, with the tokens → ppm factor
 /// precomputed in 32.32 fixed point: a division per account per request
 /// showed up as the hottest instruction of a 1,000-account scan.

@@ -248,18 +248,34 @@ const PERFECT_PPM: u32 = 1_000_000;
 
 /// Counters that outlive snapshot rebuilds: a changed account record gets a
 /// new slot but keeps the same `LiveState`, so leases taken before the change
-/// still release the right counter. The hot line comes first and is aligned,
-/// so two accounts' hot counters never share a cache line.
+/// still release the right counter. The hot line is aligned so two
+/// accounts' hot counters never share a cache line; everything else is boxed
+/// apart, so the hot lines of a pool sit densely in memory and a scan over
+/// a thousand accounts streams through them.
 #[derive(Debug, Default)]
 pub struct LiveState {
     pub(crate) hot: Hot,
+    cold: Box<ColdState>,
+}
+
+impl std::ops::Deref for LiveState {
+    type Target = ColdState;
+
+    fn deref(&self) -> &ColdState {
+        &self.cold
+    }
+}
+
+/// What feedback, stats and the rarer checks of the select path read.
+#[derive(Debug, Default)]
+pub struct ColdState {
     /// Unix ms until which the whole account rests; 0 = available.
     pub(crate) cooldown_until: AtomicU64,
     pub(crate) cooldown_reason: AtomicU8,
     /// Unix ms until which one model family is rate-limited on this account.
     pub(crate) family_until: [AtomicU64; ModelFamily::COUNT],
-    breaker_opens: AtomicU32,
-    consecutive_failures: AtomicU32,
+    pub(crate) breaker_opens: AtomicU32,
+    pub(crate) consecutive_failures: AtomicU32,
     pub(crate) auth_failed: AtomicBool,
     /// Share of the tightest upstream window used, in ppm, from headers;
     /// meaningful until `header_reset` (then the window has renewed).
@@ -275,8 +291,8 @@ pub struct LiveState {
     pub(crate) latency: Ewma,
     pub(crate) outcomes: OutcomeWindow,
     /// reason << 16 | status, and when.
-    last_error: AtomicU64,
-    last_error_at: AtomicU64,
+    pub(crate) last_error: AtomicU64,
+    pub(crate) last_error_at: AtomicU64,
     pub(crate) sticky_held: AtomicI64,
     pub(crate) requests_total: AtomicU64,
     pub(crate) errors_total: AtomicU64,

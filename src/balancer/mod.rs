@@ -22,6 +22,7 @@ mod clock;
 mod headroom;
 mod health;
 mod model;
+mod scan;
 mod session;
 pub mod simulate;
 mod snapshot;
@@ -52,7 +53,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use sticky::{StickyKey, StickyMap};
-use strategy::Candidate;
 
 const R: Ordering = Ordering::Relaxed;
 
@@ -132,6 +132,8 @@ pub struct Lease {
     sticky: Option<StickyKey>,
     subscription: bool,
     window_limit: headroom::WindowLimit,
+    /// Estimated tokens counted against the own window until feedback.
+    reserved: AtomicU64,
 }
 
 impl Lease {
@@ -158,6 +160,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.live.release();
+        headroom::unreserve(&self.live, self.reserved.swap(0, R));
         if self.trial && !self.settled.load(R) {
             // Dropped without a verdict: let the next request try.
             self.live.release_trial();
@@ -374,7 +377,9 @@ impl Balancer {
                     Some(&pos) => {
                         match sticky_verdict(&plan.eligible[pos as usize], pos, &skip, req, now) {
                             StickyVerdict::Use { trial } => {
-                                if let Some(lease) = self.acquire(&plan, pos, trial, Some(key)) {
+                                if let Some(lease) =
+                                    self.acquire(&plan, pos, trial, Some(key), req, now)
+                                {
                                     entry.touch(now);
                                     inner.sticky_hits.fetch_add(1, R);
                                     return Ok(lease);
@@ -406,7 +411,7 @@ impl Balancer {
             drain_soonest_reset: inner.drain_soonest_reset.load(R),
             default_ttfb_ms: inner.pool_ttfb.get().unwrap_or(DEFAULT_TTFB_MS),
         };
-        let scan = Scan {
+        let scan = scan::Scan {
             plan: &plan,
             req,
             now,
@@ -428,7 +433,8 @@ impl Balancer {
                     }
                 },
             };
-            let Some(lease) = self.acquire(&plan, chosen.pos, chosen.trial, sticky_key) else {
+            let Some(lease) = self.acquire(&plan, chosen.pos, chosen.trial, sticky_key, req, now)
+            else {
                 skip.push(chosen.pos);
                 continue;
             };
@@ -448,6 +454,8 @@ impl Balancer {
         pos: u32,
         trial: bool,
         sticky: Option<StickyKey>,
+        req: &RouteRequest<'_>,
+        now: u64,
     ) -> Option<Lease> {
         let (e, target) = (
             plan.eligible.get(pos as usize)?,
@@ -464,6 +472,14 @@ impl Balancer {
         }
         let pick = self.inner.picks.fetch_add(1, R) + 1;
         e.live.hot.last_pick.store(pick, R);
+        // Count the estimate against the window now, so concurrent requests
+        // see it before the answer's real count replaces it.
+        let reserved = if e.window_limit.tokens > 0 {
+            headroom::count_window_tokens(&e.live, now, req.estimated_tokens);
+            req.estimated_tokens
+        } else {
+            0
+        };
         tracing::trace!(account.id = %target.id, trial, "selected");
         Some(Lease {
             account_id: target.id,
@@ -475,6 +491,7 @@ impl Balancer {
             sticky,
             subscription: e.subscription,
             window_limit: e.window_limit,
+            reserved: AtomicU64::new(reserved),
         })
     }
 
@@ -487,6 +504,8 @@ impl Balancer {
         let now = inner.clock.now_ms();
         let live = &lease.live;
         let trial = lease.trial && !lease.settled.swap(true, R);
+        // The real count (on success) replaces the estimate.
+        headroom::unreserve(live, lease.reserved.swap(0, R));
         match outcome {
             Feedback::Success {
                 ttfb,
@@ -654,156 +673,6 @@ fn sticky_verdict(
                 StickyVerdict::Use { trial }
             }
         }
-    }
-}
-
-/// Pools at least this large use sampling for `balanced` and `latency`.
-const SAMPLE_MIN: usize = 16;
-/// Draws before sampling gives up and scans.
-const SAMPLE_DRAWS: usize = 24;
-
-/// One request's view over a plan while choosing.
-struct Scan<'a> {
-    plan: &'a Plan,
-    req: &'a RouteRequest<'a>,
-    now: u64,
-    strategy: StrategyKind,
-    cx: &'a strategy::Context<'a>,
-}
-
-impl<'a> Scan<'a> {
-    /// The candidate at `pos` if it is usable now; `Err` carries a rest end.
-    #[inline]
-    fn candidate(&self, pos: usize) -> Result<Candidate<'a>, Option<u64>> {
-        let plan: &'a Plan = self.plan;
-        let e = &plan.eligible[pos];
-        match e.live.availability(self.now, e.family, e.cap) {
-            Availability::Resting(until) => Err(Some(until)),
-            Availability::Full => Err(None),
-            Availability::Ready { trial } => {
-                let (headroom_ppm, low) = headroom::headroom(
-                    &e.live,
-                    self.now,
-                    e.window_limit,
-                    self.req.estimated_tokens,
-                );
-                Ok(Candidate {
-                    e,
-                    pos: pos as u32,
-                    trial,
-                    headroom_ppm,
-                    low: low || e.live.is_degraded(self.now),
-                })
-            }
-        }
-    }
-
-    /// O(1) choice for the random strategies on large pools: rejection
-    /// sampling by weight (`balanced`, exact weighted choice among preferred
-    /// accounts) or two preferred draws (`latency`). `None`: no luck within
-    /// the draw budget, the caller scans.
-    fn sample(&self, skip: &[u32]) -> Option<Candidate<'a>> {
-        let n = self.plan.eligible.len();
-        if n < SAMPLE_MIN {
-            return None;
-        }
-        let rng = self.cx.rng;
-        let mut first: Option<Candidate<'a>> = None;
-        let bound = u64::from(self.plan.max_weight) * 1_000_000;
-        for _ in 0..SAMPLE_DRAWS {
-            let pos = rng.below(n);
-            if skip.contains(&(pos as u32)) {
-                continue;
-            }
-            let Ok(c) = self.candidate(pos) else {
-                continue;
-            };
-            if c.low {
-                continue;
-            }
-            match self.strategy {
-                StrategyKind::Balanced => {
-                    if rng.next_u64() % bound.max(1) < strategy::weight(&c, self.cx) {
-                        return Some(c);
-                    }
-                }
-                StrategyKind::Latency => match first {
-                    None => first = Some(c),
-                    Some(a) if a.pos != c.pos => {
-                        return Some(if strategy::lighter(&a, &c, self.cx) {
-                            a
-                        } else {
-                            c
-                        });
-                    }
-                    Some(_) => {}
-                },
-                _ => return None,
-            }
-        }
-        None
-    }
-
-    /// Looks at every eligible account: ranked strategies keep the best of
-    /// each tier in one pass; random ones collect the tier they draw from.
-    /// `Err` carries the earliest rest end when nothing is usable.
-    fn full(&self, skip: &[u32]) -> Result<Candidate<'a>, Option<u64>> {
-        let ranked = strategy::is_ranked(self.strategy);
-        let mut best: [Option<(strategy::Key, Candidate<'a>)>; 2] = [None, None];
-        let mut lists: [Vec<Candidate<'a>>; 2] = [Vec::new(), Vec::new()];
-        let mut earliest: Option<u64> = None;
-        let plan = self.plan;
-        let order: Option<&[u32]> = match self.strategy {
-            StrategyKind::Priority => Some(&plan.by_priority),
-            StrategyKind::CostFirst => Some(&plan.by_price),
-            _ => None,
-        };
-        let n = plan.eligible.len();
-        for i in 0..n {
-            let pos = order.map_or(i, |o| o[i] as usize);
-            if let (Some(_), Some((k, _))) = (order, &best[0]) {
-                // Ordered scans stop once no later account can rank better
-                // than the preferred best on the first key.
-                let e = &plan.eligible[pos];
-                let first = match self.strategy {
-                    StrategyKind::Priority => u64::from(e.priority),
-                    _ => strategy::static_cost(e, self.cx),
-                };
-                if first > k.0 {
-                    break;
-                }
-            }
-            if !skip.is_empty() && skip.contains(&(pos as u32)) {
-                continue;
-            }
-            let c = match self.candidate(pos) {
-                Ok(c) => c,
-                Err(Some(until)) => {
-                    earliest = Some(earliest.map_or(until, |x| x.min(until)));
-                    continue;
-                }
-                Err(None) => continue,
-            };
-            let tier = usize::from(c.low);
-            if ranked {
-                let k = strategy::key(self.strategy, &c, self.cx);
-                if best[tier].as_ref().is_none_or(|(b, _)| k < *b) {
-                    best[tier] = Some((k, c));
-                }
-            } else {
-                lists[tier].push(c);
-            }
-        }
-        if ranked {
-            let [preferred, fallback] = best;
-            return preferred.or(fallback).map(|(_, c)| c).ok_or(earliest);
-        }
-        for list in &lists {
-            if let Some(i) = strategy::pick(self.strategy, list, self.cx) {
-                return Ok(list[i]);
-            }
-        }
-        Err(earliest)
     }
 }
 

@@ -111,6 +111,37 @@ pub(crate) struct Plan {
     /// stop as soon as no later account can beat the best found.
     pub by_priority: Vec<u32>,
     pub by_price: Vec<u32>,
+    /// Ranges of `by_priority` with one priority number, best first.
+    pub priority_classes: Vec<(u32, u32)>,
+    /// Ranges of `by_price` with one price (subscriptions first).
+    pub price_classes: Vec<(u32, u32)>,
+    /// The whole of `by_priority` as one class (least_used ranks everyone).
+    pub one_class: Vec<(u32, u32)>,
+}
+
+impl Plan {
+    /// Walk order and classes of a ranked strategy.
+    pub(crate) fn classes(&self, kind: StrategyKind) -> (&[u32], &[(u32, u32)]) {
+        match kind {
+            StrategyKind::Priority => (&self.by_priority, &self.priority_classes),
+            StrategyKind::CostFirst => (&self.by_price, &self.price_classes),
+            _ => (&self.by_priority, &self.one_class),
+        }
+    }
+}
+
+/// Ranges of equal `class_of` values in an ordered list of positions.
+fn ranges<K: PartialEq>(order: &[u32], class_of: impl Fn(u32) -> K) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for (i, &pos) in order.iter().enumerate() {
+        match out.last_mut() {
+            Some((start, end)) if class_of(order[*start as usize]) == class_of(pos) => {
+                *end = i as u32 + 1
+            }
+            _ => out.push((i as u32, i as u32 + 1)),
+        }
+    }
+    out
 }
 
 pub(crate) struct Pool {
@@ -198,18 +229,23 @@ fn build_plan(members: &[u32], slots: &[Arc<AccountSlot>], model: Option<&str>) 
     }
     let mut order: Vec<u32> = (0..plan.eligible.len() as u32).collect();
     order.sort_by_key(|&i| plan.eligible[i as usize].priority);
+    plan.priority_classes = ranges(&order, |i| plan.eligible[i as usize].priority);
+    plan.one_class = if order.is_empty() {
+        Vec::new()
+    } else {
+        vec![(0, order.len() as u32)]
+    };
     plan.by_priority = order.clone();
-    order.sort_by(|&a, &b| {
-        let price = |i: u32| {
-            let e = &plan.eligible[i as usize];
-            if e.subscription {
-                -1.0
-            } else {
-                e.cost_multiplier
-            }
-        };
-        price(a).total_cmp(&price(b))
-    });
+    let price = |i: u32| {
+        let e = &plan.eligible[i as usize];
+        if e.subscription {
+            -1.0
+        } else {
+            e.cost_multiplier
+        }
+    };
+    order.sort_by(|&a, &b| price(a).total_cmp(&price(b)));
+    plan.price_classes = ranges(&order, |i| price(i).to_bits());
     plan.by_price = order;
     plan
 }

@@ -624,3 +624,94 @@ fn client_errors_do_not_count_against_the_account() {
     assert_eq!(stats.accounts[0].state, AccountState::Healthy);
     assert_eq!(stats.accounts[0].errors_total, 0);
 }
+
+#[test]
+fn large_classes_are_walked_from_random_points_and_still_spread() {
+    let (b, _) = manual(StrategyKind::Priority);
+    let mut accounts: Vec<Account> = (0..300).map(|_| active(7)).collect();
+    let mut best = active(1);
+    best.routing.max_concurrency = Some(1);
+    accounts.push(best.clone());
+    b.sync(&accounts);
+    let req = RouteRequest::new(SONNET);
+    let first = b.route(&req).unwrap();
+    assert_eq!(first.account_id(), best.id, "the better class wins");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..300 {
+        seen.insert(pick(&b, &req));
+    }
+    // LRU inside sampled windows of the 300-account class: nearly all used.
+    assert!(seen.len() > 200, "{}", seen.len());
+    assert!(!seen.contains(&best.id), "held at its cap");
+    b.set_strategy(StrategyKind::LeastUsed);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..300 {
+        seen.insert(pick(&b, &req));
+    }
+    assert!(seen.len() > 200, "{}", seen.len());
+}
+
+#[test]
+fn in_flight_estimates_count_against_the_window() {
+    let (b, _) = manual(StrategyKind::Priority);
+    let mut sub = active(1);
+    sub.kind = AccountKind::ClaudeOauth;
+    sub.routing.window_token_limit = Some(100_000);
+    let spare = active(5);
+    b.sync(&[sub.clone(), spare.clone()]);
+    let req = RouteRequest {
+        estimated_tokens: 60_000,
+        ..RouteRequest::new(SONNET)
+    };
+    let first = b.route(&req).unwrap();
+    assert_eq!(first.account_id(), sub.id);
+    let second = b.route(&req).unwrap();
+    assert_eq!(second.account_id(), spare.id, "60k in flight + 60k > 100k");
+    drop(first);
+    drop(second);
+    let third = b.route(&req).unwrap();
+    assert_eq!(
+        third.account_id(),
+        sub.id,
+        "an abandoned estimate is released"
+    );
+    // Feedback replaces the estimate with the real count.
+    b.feedback(
+        &third,
+        Feedback::Success {
+            ttfb: Duration::from_millis(300),
+            latency: Duration::from_millis(900),
+            tokens: 30_000,
+            cost_nano: 0,
+            limits: None,
+        },
+    );
+    drop(third);
+    let used = b.stats().accounts[0].window_tokens_used;
+    assert_eq!(used, 30_000);
+}
+
+#[test]
+fn stream_errors_count_against_health_and_move_the_session() {
+    let (b, _) = manual(StrategyKind::Priority);
+    let accounts: Vec<Account> = (0..2).map(|_| active(1)).collect();
+    b.sync(&accounts);
+    let req = RouteRequest {
+        session: Some(SessionKey::from_session_id("mid-stream")),
+        ..RouteRequest::new(SONNET)
+    };
+    let lease = b.route(&req).unwrap();
+    let home = lease.account_id();
+    b.feedback(&lease, Feedback::StreamError);
+    drop(lease);
+    let stats = b.stats();
+    let s = stats.accounts.iter().find(|a| a.id == home).unwrap();
+    assert_eq!(s.errors_total, 1);
+    assert_eq!(
+        s.last_error.map(|e| e.reason),
+        Some(ErrorReason::StreamError)
+    );
+    assert!(s.cooldown_until.is_none(), "no rest for one broken stream");
+    // The mapping was dropped: LRU now sends the session to the other account.
+    assert_ne!(pick(&b, &req), home);
+}

@@ -107,6 +107,8 @@ pub enum Policy {
     Balancer {
         strategy: StrategyKind,
         sticky: bool,
+        /// cost_first: drain the subscription window that resets soonest.
+        drain: bool,
     },
 }
 
@@ -114,7 +116,11 @@ impl Policy {
     pub fn name(&self) -> String {
         match self {
             Policy::RoundRobin => "round_robin".into(),
-            Policy::Balancer { strategy, sticky } => {
+            Policy::Balancer {
+                strategy,
+                sticky,
+                drain,
+            } => {
                 let s = match strategy {
                     StrategyKind::Priority => "priority",
                     StrategyKind::LeastUsed => "least_used",
@@ -122,11 +128,11 @@ impl Policy {
                     StrategyKind::Balanced => "balanced",
                     StrategyKind::Latency => "latency",
                 };
-                if *sticky {
-                    format!("{s}+sticky")
-                } else {
-                    s.to_string()
-                }
+                format!(
+                    "{s}{}{}",
+                    if *sticky { "+sticky" } else { "" },
+                    if *drain { "+drain" } else { "" }
+                )
             }
         }
     }
@@ -279,11 +285,14 @@ pub fn run(s: &Scenario, policy: Policy) -> Report {
     clock.set_ms(START_MS);
     let balancer = match policy {
         Policy::RoundRobin => None,
-        Policy::Balancer { strategy, .. } => {
+        Policy::Balancer {
+            strategy, drain, ..
+        } => {
             let b = Balancer::with_options(Options {
                 clock: clock.clone(),
                 seed: Some(s.seed),
                 strategy,
+                drain_soonest_reset: drain,
                 ..Options::default()
             });
             b.sync(&accounts);
@@ -577,9 +586,18 @@ pub fn compare(s: &Scenario) -> Vec<Report> {
         StrategyKind::Latency,
     ] {
         for sticky in [false, true] {
-            policies.push(Policy::Balancer { strategy, sticky });
+            policies.push(Policy::Balancer {
+                strategy,
+                sticky,
+                drain: false,
+            });
         }
     }
+    policies.push(Policy::Balancer {
+        strategy: StrategyKind::CostFirst,
+        sticky: true,
+        drain: true,
+    });
     policies.into_iter().map(|p| run(s, p)).collect()
 }
 
@@ -635,6 +653,7 @@ mod tests {
             Policy::Balancer {
                 strategy: StrategyKind::CostFirst,
                 sticky: true,
+                drain: false,
             },
         ] {
             let a = run(&s, policy);
