@@ -75,7 +75,7 @@ async fn chat(state: &RelayState, request: Request) -> Result<Response, Failure>
         admit_family(state, &key, &parts, &info, EndpointFamily::OpenaiCompatible).await?;
     let mut bill = Bill::new(meter(state, &key, &info, started));
     bill.set_admission(admission);
-    let route = route_info(state, &key, &parts, &info);
+    let route = route_info(state, &key, &parts, &info, &translated.body);
     let mut prepared = prepare(&parts, translated.body.clone(), &info, started, route);
     prepared.path = "/v1/messages".into();
     prepared.query = None;

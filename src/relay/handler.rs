@@ -72,7 +72,7 @@ async fn handle(
         }
         (bill, _) => bill,
     };
-    let route = route_info(&state, &key, &parts, &info);
+    let route = route_info(&state, &key, &parts, &info, &body);
     let prepared = prepare(&parts, body, &info, started, route);
     let result = relay(&state, prepared, bill).await;
     let family = match endpoint {
@@ -217,6 +217,7 @@ pub(super) fn route_info(
     key: &ApiKey,
     parts: &Parts,
     info: &RequestInfo,
+    body: &[u8],
 ) -> RouteInfo {
     let header_session = parts
         .headers
@@ -231,7 +232,10 @@ pub(super) fn route_info(
     );
     RouteInfo {
         binding: key.binding,
-        session: session_key(header_session, info.user_id.as_deref(), None),
+        session: session_key(header_session, info.user_id.as_deref(), None).or_else(|| {
+            // No session id: the cacheable prefix keeps the conversation on one account.
+            session_key(None, None, super::rewrite::prefix_hash(body))
+        }),
         estimated_tokens: est.tokens,
         estimated_cost_nano: est.billed_cost.0,
     }

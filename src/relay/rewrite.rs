@@ -1,7 +1,8 @@
-//! The one body rewrite the relay ever makes: replacing the top-level
-//! `model` when an account maps the requested model to another name. Every
-//! other byte of the body is kept: the top-level members are copied as raw
-//! JSON in their original order, only `model`'s value changes.
+//! Raw views of a request body's top level: the one body rewrite the relay
+//! ever makes (replacing `model` when an account maps it; every other byte is
+//! kept, members in their original order), and the hash of the cacheable
+//! prefix (`system` + `tools` + the first message) that keeps sessions
+//! without a session id on one account.
 
 use bytes::Bytes;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -35,6 +36,36 @@ pub fn with_model(body: &[u8], model: &str) -> Option<Bytes> {
     }
     out.push(b'}');
     Some(Bytes::from(out))
+}
+
+/// Bodies larger than this are not hashed for stickiness (a second pass over
+/// a very large body is not worth it; such clients send session ids anyway).
+const MAX_HASHED_BODY: usize = 1 << 20;
+
+/// A stable hash of the prompt's cacheable prefix, or None when there is
+/// nothing to hash.
+pub fn prefix_hash(body: &[u8]) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    if body.len() > MAX_HASHED_BODY {
+        return None;
+    }
+    let members = top_level_members(body)?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut any = false;
+    for name in ["system", "tools"] {
+        if let Some((_, v)) = members.iter().find(|(k, _)| k == name) {
+            v.get().hash(&mut hasher);
+            any = true;
+        }
+    }
+    if let Some((_, messages)) = members.iter().find(|(k, _)| k == "messages") {
+        let first: Vec<&RawValue> = serde_json::from_str(messages.get()).ok()?;
+        if let Some(m) = first.first() {
+            m.get().hash(&mut hasher);
+            any = true;
+        }
+    }
+    any.then(|| hasher.finish())
 }
 
 fn top_level_members(body: &[u8]) -> Option<Vec<(String, &RawValue)>> {
@@ -71,6 +102,21 @@ mod tests {
             text,
             r#"{"stream":true,"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"a \"q\" \u00e9"}],"metadata":{"user_id":"{\"x\":1}"}}"#
         );
+    }
+
+    #[test]
+    fn prefix_hash_follows_system_and_first_message_only() {
+        let a = br#"{"model":"m","system":"be brief","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"x"}]}"#;
+        let b = br#"{"model":"m","system":"be brief","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"y"},{"role":"user","content":"z"}]}"#;
+        let c = br#"{"model":"m","system":"be long","messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(prefix_hash(a).is_some());
+        assert_eq!(
+            prefix_hash(a),
+            prefix_hash(b),
+            "later turns do not move the session"
+        );
+        assert_ne!(prefix_hash(a), prefix_hash(c));
+        assert_eq!(prefix_hash(br#"{"model":"m"}"#), None);
     }
 
     #[test]
