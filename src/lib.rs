@@ -13,6 +13,7 @@
 //! - [`upstream`]: one adapter per account kind behind one interface; HTTP client pool.
 //! - [`balancer`]: account selection, cooldowns and in-flight leases.
 //! - [`usage`]: pricing, cost, and the batched usage writer.
+//! - [`export`]: key export building blocks: masking engine (31 detectors), CSV safety, streaming JSON/NDJSON/CSV writers, key rows.
 //! - [`graphql`]: the admin API.
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
 //! - [`openai`]: OpenAI Chat Completions ⇄ Anthropic Messages translation (requests, replies, streams, errors).
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod export;
 pub mod graphql;
 pub mod limits;
 pub mod metrics;
