@@ -10,6 +10,7 @@
 mod accounts;
 mod admins;
 mod groups;
+mod key_query;
 mod keys;
 mod meta;
 mod state;
@@ -24,6 +25,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use usage::REQUEST_LOG_MAX;
 
 #[derive(Debug, thiserror::Error)]
