@@ -85,7 +85,7 @@ impl KeyFilter {
             return false;
         }
         if let Some(before) = self.expires_before {
-            if !k.expires_at.is_some_and(|e| e < before) {
+            if k.expires_at.is_none_or(|e| e >= before) {
                 return false;
             }
         }
