@@ -16,6 +16,10 @@ pub enum AccountKind {
     /// Any Anthropic-Messages-compatible base URL (`baseUrl` required) with a
     /// static key (`apiKey`) and optional extra `headers`.
     AnthropicCompatible,
+    /// Claude on AWS Bedrock: `awsAccessKeyId`, `awsSecretAccessKey`
+    /// (optional `awsSessionToken`) and `awsRegion`; `baseUrl` overrides the
+    /// regional endpoint (VPC endpoints, tests).
+    Bedrock,
 }
 
 /// Lifecycle of an upstream account.
