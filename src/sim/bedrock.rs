@@ -278,10 +278,10 @@ fn validate(body: &[u8]) -> Result<(Value, u64), String> {
         .and_then(Value::as_u64)
         .filter(|n| *n > 0)
         .ok_or("Malformed input request: #: required key [max_tokens] not found, please reformat your input and try again.")?;
-    if !object
+    if object
         .get("messages")
         .and_then(Value::as_array)
-        .is_some_and(|m| !m.is_empty())
+        .is_none_or(|m| m.is_empty())
     {
         return Err("Malformed input request: #: required key [messages] not found, please reformat your input and try again.".into());
     }
@@ -471,16 +471,26 @@ fn uri_encode(s: &str) -> String {
 /// The signature SigV4 gives a request, or None when a signed header is
 /// missing. Non-S3 services encode each (already encoded) path segment once
 /// more.
-fn expected_signature(
-    secret: &str,
-    auth: &Authorization,
-    method: &str,
-    raw_path: &str,
-    raw_query: Option<&str>,
-    headers: &HeaderMap,
-    amz_date: &str,
-    body: &[u8],
-) -> Option<String> {
+/// What a signature covers, as received.
+struct Received<'a> {
+    method: &'a str,
+    /// The path as sent (percent-encoded).
+    raw_path: &'a str,
+    raw_query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    amz_date: &'a str,
+    body: &'a [u8],
+}
+
+fn expected_signature(secret: &str, auth: &Authorization, req: &Received<'_>) -> Option<String> {
+    let Received {
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        amz_date,
+        body,
+    } = *req;
     let canonical_uri = if raw_path.is_empty() {
         "/".to_owned()
     } else {
@@ -593,12 +603,14 @@ fn verify_signature(
     let expected = expected_signature(
         &secret,
         &auth,
-        method.as_str(),
-        uri.path(),
-        uri.query(),
-        headers,
-        amz_date,
-        body,
+        &Received {
+            method: method.as_str(),
+            raw_path: uri.path(),
+            raw_query: uri.query(),
+            headers,
+            amz_date,
+            body,
+        },
     );
     if expected.as_deref() != Some(auth.signature.as_str()) {
         return Err(AwsError::new(
@@ -630,29 +642,31 @@ mod tests {
             signature: String::new(),
         };
         let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let sign =
+            |signed: &str, method: &str, query: Option<&str>, headers: &HeaderMap, body: &[u8]| {
+                expected_signature(
+                    secret,
+                    &auth(signed),
+                    &Received {
+                        method,
+                        raw_path: "/",
+                        raw_query: query,
+                        headers,
+                        amz_date: "20150830T123600Z",
+                        body,
+                    },
+                )
+            };
         assert_eq!(
-            expected_signature(
-                secret,
-                &auth("host;x-amz-date"),
-                "GET",
-                "/",
-                None,
-                &headers,
-                "20150830T123600Z",
-                b""
-            )
-            .unwrap(),
+            sign("host;x-amz-date", "GET", None, &headers, b"").unwrap(),
             "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
         );
         assert_eq!(
-            expected_signature(
-                secret,
-                &auth("host;x-amz-date"),
+            sign(
+                "host;x-amz-date",
                 "GET",
-                "/",
                 Some("Param2=value2&Param1=value1"),
                 &headers,
-                "20150830T123600Z",
                 b""
             )
             .unwrap(),
@@ -663,31 +677,18 @@ mod tests {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         assert_eq!(
-            expected_signature(
-                secret,
-                &auth("content-type;host;x-amz-date"),
+            sign(
+                "content-type;host;x-amz-date",
                 "POST",
-                "/",
                 None,
                 &headers,
-                "20150830T123600Z",
                 b"Param1=value1"
             )
             .unwrap(),
             "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"
         );
         // A signed header that is absent cannot verify.
-        assert!(expected_signature(
-            secret,
-            &auth("host;x-missing"),
-            "GET",
-            "/",
-            None,
-            &headers,
-            "20150830T123600Z",
-            b""
-        )
-        .is_none());
+        assert!(sign("host;x-missing", "GET", None, &headers, b"").is_none());
     }
 
     #[test]
