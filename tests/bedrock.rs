@@ -486,3 +486,69 @@ async fn bedrock_fields_are_checked() {
         .unwrap()
         .contains("x-amz-security-token"));
 }
+
+/// The OpenAI endpoint works over a Bedrock account too: the chat request is
+/// translated to Messages, sent to Bedrock, and its SSE (converted from the
+/// event stream) becomes chat completion chunks with usage.
+#[tokio::test]
+async fn openai_chat_completions_over_bedrock() {
+    let relay = TestRelay::start().await;
+    add_bedrock(
+        &relay,
+        "bedrock",
+        SIM_AWS_ACCESS_KEY_ID,
+        SIM_AWS_SECRET_ACCESS_KEY,
+        1,
+        json!({}),
+    )
+    .await;
+    let (_, key) = relay.add_key("k").await;
+    let chat = |stream: bool| {
+        relay
+            .http
+            .post(format!("{}/v1/chat/completions", relay.base_url))
+            .bearer_auth(&key)
+            .json(&json!({
+                "model": "claude-sonnet-4-5",
+                "stream": stream,
+                "stream_options": {"include_usage": true},
+                "messages": [{"role": "user", "content": "Hello over Bedrock"}]
+            }))
+            .send()
+    };
+    let completion: Value = chat(false).await.unwrap().json().await.unwrap();
+    assert_eq!(completion["object"], "chat.completion", "{completion}");
+    assert!(completion["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Hello over Bedrock"));
+    assert!(completion["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    let text = chat(true).await.unwrap().text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(content.contains("Hello over Bedrock"), "{content}");
+    assert!(chunks
+        .last()
+        .and_then(|c| c["usage"]["completion_tokens"].as_u64())
+        .is_some_and(|n| n > 0));
+    assert_eq!(
+        bedrock_calls(&relay)
+            .iter()
+            .filter(|c| c.path.ends_with("/invoke-with-response-stream"))
+            .count(),
+        1
+    );
+}
