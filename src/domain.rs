@@ -151,6 +151,8 @@ pub enum AccountKind {
     AnthropicCompatible,
     /// Claude on AWS Bedrock (SigV4-signed InvokeModel calls).
     Bedrock,
+    /// Claude on Google Vertex AI (service-account JWT exchanged for tokens).
+    Vertex,
 }
 
 /// Lifecycle state an admin sets (or `AuthFailed`, set by the relay when
@@ -270,6 +272,19 @@ pub struct Credentials {
     /// Bedrock accounts: the AWS key pair and region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsCredentials>,
+    /// Vertex accounts: the service account and where to call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpCredentials>,
+}
+
+/// What a Vertex account calls with: a Google service account (its JSON key
+/// file, secret as a whole), the project and the region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcpCredentials {
+    pub service_account_json: Secret,
+    pub project_id: String,
+    /// e.g. `us-east5`, or `global`.
+    pub region: String,
 }
 
 /// What a Bedrock account signs its calls with. The region lives here too

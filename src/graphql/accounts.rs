@@ -98,6 +98,26 @@ impl AccountNode {
             .as_ref()
             .map(|a| a.session_token.is_some())
     }
+    /// VERTEX accounts: the Google Cloud project.
+    async fn gcp_project_id(&self) -> Option<&str> {
+        self.0
+            .credentials
+            .gcp
+            .as_ref()
+            .map(|g| g.project_id.as_str())
+    }
+    /// VERTEX accounts: the Vertex AI region (or `global`).
+    async fn gcp_region(&self) -> Option<&str> {
+        self.0.credentials.gcp.as_ref().map(|g| g.region.as_str())
+    }
+    /// VERTEX accounts: the service account's e-mail (its key stays secret).
+    async fn gcp_client_email(&self) -> Option<String> {
+        let gcp = self.0.credentials.gcp.as_ref()?;
+        let v: serde_json::Value = serde_json::from_str(gcp.service_account_json.expose()).ok()?;
+        v.get("client_email")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
     /// How the balancer may use this account.
     async fn routing(&self) -> AccountRoutingNode {
         AccountRoutingNode(self.0.routing.clone())
@@ -280,6 +300,76 @@ pub struct CreateAccountInput {
     pub aws_session_token: Option<String>,
     /// Required for BEDROCK, e.g. `us-east-1`.
     pub aws_region: Option<String>,
+    /// Required for VERTEX: the service account's JSON key file.
+    pub gcp_service_account_json: Option<String>,
+    /// VERTEX: the project (default: the key file's `project_id`).
+    pub gcp_project_id: Option<String>,
+    /// Required for VERTEX, e.g. `us-east5` or `global`.
+    pub gcp_region: Option<String>,
+}
+
+/// Checks a VERTEX account's fields; `current` is the stored value on update.
+fn gcp_credentials(
+    json: Option<&str>,
+    project: Option<&str>,
+    region: Option<&str>,
+    current: Option<domain::GcpCredentials>,
+) -> Result<domain::GcpCredentials, GqlError> {
+    let missing =
+        |field: &str| GqlError::bad_input(format!("`{field}` is required for VERTEX accounts"));
+    let parsed = json
+        .map(|j| {
+            let v: serde_json::Value = serde_json::from_str(j).map_err(|_| {
+                GqlError::bad_input(
+                    "`gcpServiceAccountJson` must be a service account JSON key file",
+                )
+            })?;
+            let text = |k: &str| {
+                v.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            if text("client_email").is_none() || text("private_key").is_none() {
+                return Err(GqlError::bad_input(
+                    "`gcpServiceAccountJson` needs `client_email` and `private_key`",
+                ));
+            }
+            Ok((Secret::new(j.trim()), text("project_id")))
+        })
+        .transpose()?;
+    let mut gcp = match (current, &parsed) {
+        (Some(gcp), _) => gcp,
+        (None, Some((secret, file_project))) => domain::GcpCredentials {
+            service_account_json: secret.clone(),
+            project_id: project
+                .map(str::to_owned)
+                .or_else(|| file_project.clone())
+                .ok_or_else(|| missing("gcpProjectId"))?,
+            region: region.ok_or_else(|| missing("gcpRegion"))?.to_owned(),
+        },
+        (None, None) => return Err(missing("gcpServiceAccountJson")),
+    };
+    if let Some((secret, _)) = parsed {
+        gcp.service_account_json = secret;
+    }
+    if let Some(p) = project {
+        gcp.project_id = p.trim().to_owned();
+    }
+    if let Some(r) = region {
+        gcp.region = r.trim().to_owned();
+    }
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if !name_ok(&gcp.project_id) || !name_ok(&gcp.region) {
+        return Err(GqlError::bad_input(
+            "`gcpProjectId` and `gcpRegion` must be Google Cloud names (lowercase letters, digits, -)",
+        ));
+    }
+    Ok(gcp)
 }
 
 /// The AWS fields of an account input, checked.
@@ -431,6 +521,9 @@ pub struct UpdateAccountInput {
     /// `null` removes the session token.
     pub aws_session_token: MaybeUndefined<String>,
     pub aws_region: Option<String>,
+    pub gcp_service_account_json: Option<String>,
+    pub gcp_project_id: Option<String>,
+    pub gcp_region: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -458,8 +551,16 @@ fn check_credential_fields(
     oauth: bool,
     expires_at: bool,
     aws: bool,
+    gcp: bool,
 ) -> Result<(), GqlError> {
     match kind {
+        domain::AccountKind::Vertex if api_key || oauth || expires_at || aws => Err(GqlError::bad_input(
+            "VERTEX accounts take `gcpServiceAccountJson`, `gcpProjectId` and `gcpRegion`",
+        )),
+        domain::AccountKind::Vertex => Ok(()),
+        _ if gcp => Err(GqlError::bad_input(
+            "the `gcp…` fields are only for VERTEX accounts",
+        )),
         domain::AccountKind::Bedrock if api_key || oauth || expires_at => Err(GqlError::bad_input(
             "BEDROCK accounts take `awsAccessKeyId`, `awsSecretAccessKey`, `awsSessionToken` and `awsRegion`",
         )),
@@ -522,6 +623,9 @@ impl AccountMutation {
                 GqlError::bad_input("`headers` is only for ANTHROPIC_COMPATIBLE accounts").into(),
             );
         }
+        let gcp_given = input.gcp_service_account_json.is_some()
+            || input.gcp_project_id.is_some()
+            || input.gcp_region.is_some();
         let aws_input = AwsInput {
             access_key_id: input.aws_access_key_id.as_deref(),
             secret_access_key: input.aws_secret_access_key.as_deref(),
@@ -537,6 +641,7 @@ impl AccountMutation {
             oauth_given,
             input.expires_at.is_some(),
             aws_input.given(),
+            gcp_given,
         )?;
         let required = |field: &str, v: &Option<String>| match v {
             Some(v) => validate::secret(field, v),
@@ -569,9 +674,19 @@ impl AccountMutation {
                 refresh_token: Some(required("refreshToken", &input.refresh_token)?),
                 expires_at: input.expires_at.map(|t| t.0),
                 aws: None,
+                gcp: None,
             },
             domain::AccountKind::Bedrock => Credentials {
                 aws: Some(aws_input.apply(None)?),
+                ..Credentials::default()
+            },
+            domain::AccountKind::Vertex => Credentials {
+                gcp: Some(gcp_credentials(
+                    input.gcp_service_account_json.as_deref(),
+                    input.gcp_project_id.as_deref(),
+                    input.gcp_region.as_deref(),
+                    None,
+                )?),
                 ..Credentials::default()
             },
         };
@@ -625,6 +740,9 @@ impl AccountMutation {
         let _guard = svc.writes.lock().await;
         let mut account = load(&svc.store, &input.id)?;
         let oauth_given = input.access_token.is_some() || input.refresh_token.is_some();
+        let gcp_given = input.gcp_service_account_json.is_some()
+            || input.gcp_project_id.is_some()
+            || input.gcp_region.is_some();
         let aws_input = AwsInput {
             access_key_id: input.aws_access_key_id.as_deref(),
             secret_access_key: input.aws_secret_access_key.as_deref(),
@@ -641,7 +759,17 @@ impl AccountMutation {
             oauth_given,
             !input.expires_at.is_undefined(),
             aws_input.given(),
+            gcp_given,
         )?;
+        if gcp_given {
+            let current = account.credentials.gcp.take();
+            account.credentials.gcp = Some(gcp_credentials(
+                input.gcp_service_account_json.as_deref(),
+                input.gcp_project_id.as_deref(),
+                input.gcp_region.as_deref(),
+                current,
+            )?);
+        }
         if aws_input.given() {
             let current = account.credentials.aws.take();
             account.credentials.aws = Some(aws_input.apply(current)?);
@@ -689,7 +817,8 @@ impl AccountMutation {
             }
             account.credentials.headers = extra_headers(h)?;
         }
-        let new_credentials = input.api_key.is_some() || oauth_given || aws_input.given();
+        let new_credentials =
+            input.api_key.is_some() || oauth_given || aws_input.given() || gcp_given;
         match input.status {
             Some(AccountStatus::Active) => account.status = domain::AccountStatus::Active,
             Some(AccountStatus::Disabled) => account.status = domain::AccountStatus::Disabled,

@@ -20,6 +20,10 @@ pub enum AccountKind {
     /// (optional `awsSessionToken`) and `awsRegion`; `baseUrl` overrides the
     /// regional endpoint (VPC endpoints, tests).
     Bedrock,
+    /// Claude on Google Vertex AI: `gcpServiceAccountJson` (the key file),
+    /// `gcpRegion`, optional `gcpProjectId` (default: the key file's);
+    /// `baseUrl` overrides the regional endpoint.
+    Vertex,
 }
 
 /// Lifecycle of an upstream account.

@@ -11,7 +11,9 @@
 //! Routes: `POST /v1/messages` (any query), `POST /v1/messages/count_tokens`,
 //! `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/oauth/token`, and a
 //! simulated AWS Bedrock runtime (`POST /model/{id}/invoke` and
-//! `…/invoke-with-response-stream`, SigV4-checked; see [`bedrock`]).
+//! `…/invoke-with-response-stream`, SigV4-checked; see [`bedrock`]) and a
+//! simulated Vertex AI (`POST /vertex/token`, `…:rawPredict`,
+//! `…:streamRawPredict`; see [`vertex`]).
 //!
 //! Credentials: API keys (`sk-ant-…`, not `sk-ant-oat…`) in `x-api-key` or as a Bearer token
 //! (the official SDKs send them that way); OAuth access tokens (`sk-ant-oat…`) as Bearer
@@ -30,6 +32,7 @@ mod ratelimit;
 mod stream;
 #[cfg(test)]
 mod tests;
+pub mod vertex;
 mod wire;
 
 use std::net::SocketAddr;
@@ -100,6 +103,8 @@ pub(crate) struct Inner {
     cache: cache::PromptCache,
     /// AWS key pairs the simulated Bedrock accepts.
     aws_keys: bedrock::AwsKeys,
+    /// Service accounts and tokens of the simulated Vertex AI.
+    gcp: vertex::GcpState,
     /// Sent as `anthropic-organization-id` (a header the relay must strip).
     org_id: String,
 }
@@ -162,6 +167,7 @@ impl SimUpstream {
                 limits: ratelimit::RateLimits::default(),
                 cache: cache::PromptCache::default(),
                 aws_keys: bedrock::AwsKeys::default(),
+                gcp: vertex::GcpState::default(),
                 org_id: uuid::Uuid::new_v4().to_string(),
             }),
         }
@@ -186,6 +192,11 @@ impl SimUpstream {
             .route("/v1/models/{id}", get(models::retrieve))
             .route("/v1/oauth/token", post(oauth::token))
             .route("/model/{model_id}/{action}", post(bedrock::invoke))
+            .route("/vertex/token", post(vertex::token))
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model_action}",
+                post(vertex::predict),
+            )
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             // The middleware below already enforced the 32 MB limit while buffering.
@@ -252,6 +263,13 @@ impl SimUpstream {
     /// is always accepted). Faults for Bedrock calls are set on the access key id.
     pub fn add_aws_key(&self, access_key_id: &str, secret_access_key: &str) {
         self.inner.aws_keys.add(access_key_id, secret_access_key);
+    }
+
+    /// Lets the simulated Vertex AI accept another service account e-mail
+    /// (signing with the simulator's key; see [`vertex::service_account_json`]).
+    /// Faults for Vertex calls are set on the e-mail.
+    pub fn add_gcp_service_account(&self, client_email: &str) {
+        self.inner.gcp.add(client_email);
     }
 
     /// Removes an explicit fault (a fault implied by the credential's name stays).

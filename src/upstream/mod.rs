@@ -13,6 +13,7 @@ pub mod classify;
 pub mod client;
 pub mod oauth;
 pub mod ratelimit;
+pub mod vertex;
 
 pub use classify::{classify, Failure, FailureKind};
 
@@ -85,6 +86,7 @@ pub enum Adapter {
     ApiKey(api_key::ApiKeyAdapter),
     OAuth(oauth::OAuthAdapter),
     Bedrock(bedrock::BedrockAdapter),
+    Vertex(vertex::VertexAdapter),
 }
 
 impl Adapter {
@@ -111,6 +113,7 @@ impl Adapter {
             AccountKind::Bedrock => {
                 Adapter::Bedrock(bedrock::BedrockAdapter::new(account, client)?)
             }
+            AccountKind::Vertex => Adapter::Vertex(vertex::VertexAdapter::new(account, client)?),
         })
     }
 
@@ -120,6 +123,7 @@ impl Adapter {
             Adapter::ApiKey(_) => "ANTHROPIC_API_KEY or ANTHROPIC_COMPATIBLE",
             Adapter::OAuth(_) => "CLAUDE_OAUTH",
             Adapter::Bedrock(_) => "BEDROCK",
+            Adapter::Vertex(_) => "VERTEX",
         }
     }
 
@@ -130,9 +134,10 @@ impl Adapter {
                 upstream_models: true,
                 streaming: true,
             },
-            // Bedrock's CountTokens takes another request shape and is not
-            // offered in every region; its model list is not Anthropic's.
-            Adapter::Bedrock(_) => Capabilities {
+            // Bedrock's CountTokens and Vertex's count-tokens take other
+            // request shapes and are not offered in every region; their model
+            // lists are not Anthropic's.
+            Adapter::Bedrock(_) | Adapter::Vertex(_) => Capabilities {
                 count_tokens: false,
                 upstream_models: false,
                 streaming: true,
@@ -145,6 +150,7 @@ impl Adapter {
     pub fn listed_models(&self) -> Option<&[String]> {
         match self {
             Adapter::Bedrock(a) => Some(a.listed_models()),
+            Adapter::Vertex(a) => Some(a.listed_models()),
             Adapter::ApiKey(_) | Adapter::OAuth(_) => None,
         }
     }
@@ -161,8 +167,10 @@ impl Adapter {
         mut headers: HeaderMap,
         body: bytes::Bytes,
     ) -> Result<Result<reqwest::RequestBuilder, reqwest::Response>, Error> {
-        if let Adapter::Bedrock(a) = self {
-            return a.request(path, &headers, &body);
+        match self {
+            Adapter::Bedrock(a) => return a.request(path, &headers, &body),
+            Adapter::Vertex(a) => return a.request(path, &headers, &body).await,
+            Adapter::ApiKey(_) | Adapter::OAuth(_) => {}
         }
         self.authorize(&mut headers).await?;
         let base = self.base_url();
@@ -185,6 +193,7 @@ impl Adapter {
     pub async fn response(&self, response: reqwest::Response) -> reqwest::Response {
         match self {
             Adapter::Bedrock(a) => a.response(response).await,
+            Adapter::Vertex(a) => a.response(response).await,
             Adapter::ApiKey(_) | Adapter::OAuth(_) => response,
         }
     }
@@ -194,6 +203,7 @@ impl Adapter {
             Adapter::ApiKey(a) => a.base_url(),
             Adapter::OAuth(a) => a.base_url(),
             Adapter::Bedrock(a) => a.base_url(),
+            Adapter::Vertex(a) => a.base_url(),
         }
     }
 
@@ -202,6 +212,7 @@ impl Adapter {
             Adapter::ApiKey(a) => a.client(),
             Adapter::OAuth(a) => a.client(),
             Adapter::Bedrock(a) => a.client(),
+            Adapter::Vertex(a) => a.client(),
         }
     }
 
@@ -212,7 +223,9 @@ impl Adapter {
             Adapter::ApiKey(a) => a.authorize(headers),
             Adapter::OAuth(a) => a.authorize(headers).await,
             // Bedrock signs the whole translated request in `request`.
-            Adapter::Bedrock(_) => Err(Error::Unsupported("header-only authorization")),
+            Adapter::Bedrock(_) | Adapter::Vertex(_) => {
+                Err(Error::Unsupported("header-only authorization"))
+            }
         }
     }
 }
@@ -317,7 +330,9 @@ fn same_route(a: &Account, b: &Account) -> bool {
         && a.proxy == b.proxy
         && a.credentials.api_key == b.credentials.api_key
         && a.credentials.aws == b.credentials.aws
-        && (a.kind != AccountKind::Bedrock || a.routing.model_mapping == b.routing.model_mapping)
+        && a.credentials.gcp == b.credentials.gcp
+        && (!matches!(a.kind, AccountKind::Bedrock | AccountKind::Vertex)
+            || a.routing.model_mapping == b.routing.model_mapping)
 }
 
 /// The base URL of an account, without a trailing slash.
