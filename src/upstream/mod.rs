@@ -86,7 +86,9 @@ pub enum Adapter {
     ApiKey(api_key::ApiKeyAdapter),
     OAuth(oauth::OAuthAdapter),
     Bedrock(bedrock::BedrockAdapter),
-    Vertex(vertex::VertexAdapter),
+    /// Boxed: the RSA key and token slot make it several times larger
+    /// than the other adapters.
+    Vertex(Box<vertex::VertexAdapter>),
 }
 
 impl Adapter {
@@ -113,7 +115,9 @@ impl Adapter {
             AccountKind::Bedrock => {
                 Adapter::Bedrock(bedrock::BedrockAdapter::new(account, client)?)
             }
-            AccountKind::Vertex => Adapter::Vertex(vertex::VertexAdapter::new(account, client)?),
+            AccountKind::Vertex => {
+                Adapter::Vertex(Box::new(vertex::VertexAdapter::new(account, client)?))
+            }
         })
     }
 
