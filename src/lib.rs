@@ -14,6 +14,7 @@
 //! - [`balancer`]: account selection, cooldowns and in-flight leases.
 //! - [`usage`]: pricing, cost, and the batched usage writer.
 //! - [`graphql`]: the admin API.
+//! - [`import`]: `import-redis`, moving a claude-relay-service deployment in from its Redis.
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
 //! - [`openai`]: OpenAI Chat Completions ⇄ Anthropic Messages translation (requests, replies, streams, errors).
 //! - [`metrics`]: Prometheus metrics (names, recorder, `/metrics`).
@@ -28,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod graphql;
+pub mod import;
 pub mod limits;
 pub mod metrics;
 pub mod openai;

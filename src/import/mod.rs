@@ -1,0 +1,263 @@
+//! `import-redis`: moves a claude-relay-service (CRS) deployment into
+//! claude-relay from its Redis: groups, Claude accounts (credentials
+//! decrypted with the CRS ENCRYPTION_KEY and sealed again by our vault), API
+//! keys (their CRS hashes kept as legacy hashes so the same raw keys keep
+//! working) and usage history. Reads Redis only; writes only through
+//! [`Store`]. Idempotent: records are matched by CRS id through the store's
+//! import links, and a rerun merges field by field (`merge.rs`).
+//!
+//! # Files
+//! - `source.rs`: Redis reads (SCAN + index SETs, TYPE filters, pipelines).
+//! - `crypto.rs`: CRS decryption and the import source id.
+//! - `fields.rs`: parsing CRS's string-typed hash fields.
+//! - `merge.rs`: CRS id → our id links and the three-way field merge.
+//! - `accounts.rs`: groups and Claude OAuth/Console accounts.
+//! - `keys.rs`: API keys, their policy and legacy hashes.
+//! - `series.rs`: placing one CRS counter series onto UTC hours (pure).
+//! - `usage.rs`: usage counters → hourly buckets after the last cutoff.
+//! - `report.rs`: what was read, imported, skipped, and why.
+
+mod accounts;
+pub mod crypto;
+mod fields;
+mod keys;
+pub mod merge;
+pub mod report;
+mod series;
+pub mod source;
+mod usage;
+
+pub use report::Report;
+
+use crate::store::{self, Store};
+use chrono::{DateTime, FixedOffset, Utc};
+use chrono_tz::Tz;
+use merge::Links;
+use source::Source;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("invalid option: {0}")]
+    Options(String),
+}
+
+/// Which parts to import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sections {
+    pub keys: bool,
+    pub accounts: bool,
+    pub groups: bool,
+    pub usage: bool,
+}
+
+impl Default for Sections {
+    fn default() -> Self {
+        Sections {
+            keys: true,
+            accounts: true,
+            groups: true,
+            usage: true,
+        }
+    }
+}
+
+impl Sections {
+    /// Parses `keys,accounts,groups,usage` (any subset, any order).
+    pub fn parse(list: &str) -> Result<Sections, Error> {
+        let mut s = Sections {
+            keys: false,
+            accounts: false,
+            groups: false,
+            usage: false,
+        };
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "keys" => s.keys = true,
+                "accounts" => s.accounts = true,
+                "groups" => s.groups = true,
+                "usage" => s.usage = true,
+                other => {
+                    return Err(Error::Options(format!(
+                        "unknown section {other:?} (expected keys, accounts, groups, usage)"
+                    )))
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// `redis://[:password@]host:port/db`.
+    pub redis_url: String,
+    /// CRS's ENCRYPTION_KEY, as-is.
+    pub encryption_key: String,
+    pub dry_run: bool,
+    pub only: Sections,
+    /// CRS's TIMEZONE_OFFSET in hours (its day/hour bucket names use it).
+    pub tz_offset_hours: i32,
+    /// Prefix for display forms of imported keys (e.g. `cr_`).
+    pub key_prefix: String,
+}
+
+/// Progress callbacks (the CLI draws a bar; tests pass [`NoProgress`]).
+pub trait Progress: Send + Sync {
+    fn phase(&self, name: &str, total: u64);
+    fn advance(&self, n: u64);
+}
+
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// What every section works with.
+pub(crate) struct Ctx<'a> {
+    store: Option<&'a Store>,
+    opts: &'a ImportOptions,
+    src: Source,
+    cipher: crypto::CrsCipher,
+    links: Links,
+    report: Report,
+    progress: &'a dyn Progress,
+    now: DateTime<Utc>,
+    /// CRS's fixed offset, for bucket names.
+    offset: FixedOffset,
+    /// The same offset as an IANA zone, for imported budgets.
+    zone: Option<Tz>,
+}
+
+impl Ctx<'_> {
+    /// The store to write to, unless dry-running.
+    fn writer(&self) -> Option<&Store> {
+        if self.opts.dry_run {
+            None
+        } else {
+            self.store
+        }
+    }
+}
+
+/// The IANA name of a whole-hour UTC offset (`Etc/GMT-8` is UTC+8).
+pub fn offset_zone(hours: i32) -> Option<Tz> {
+    let name = match hours {
+        0 => "UTC".to_string(),
+        h if h > 0 => format!("Etc/GMT-{h}"),
+        h => format!("Etc/GMT+{}", -h),
+    };
+    name.parse().ok()
+}
+
+/// Runs the import. `store` is None only for a dry run against a data dir
+/// that has no store yet (then everything counts as new).
+pub async fn run(
+    store: Option<&Store>,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Report, Error> {
+    if opts.encryption_key.is_empty() {
+        return Err(Error::Options("the CRS ENCRYPTION_KEY is empty".into()));
+    }
+    if store.is_none() && !opts.dry_run {
+        return Err(Error::Options(
+            "a store is required unless dry-running".into(),
+        ));
+    }
+    let offset = FixedOffset::east_opt(opts.tz_offset_hours.saturating_mul(3600))
+        .filter(|_| (-12..=14).contains(&opts.tz_offset_hours))
+        .ok_or_else(|| {
+            Error::Options(format!(
+                "--crs-timezone-offset {} is outside -12..=14",
+                opts.tz_offset_hours
+            ))
+        })?;
+    let source_id = crypto::source_id(&opts.encryption_key);
+    let src = Source::connect(&opts.redis_url).await?;
+    let mut ctx = Ctx {
+        store,
+        opts,
+        src,
+        cipher: crypto::CrsCipher::new(&opts.encryption_key),
+        links: Links::load(store, &source_id)?,
+        report: Report {
+            dry_run: opts.dry_run,
+            source: source::redacted_url(&opts.redis_url),
+            source_id: source_id.clone(),
+            ..Report::default()
+        },
+        progress,
+        now: Utc::now(),
+        offset,
+        zone: offset_zone(opts.tz_offset_hours),
+    };
+    if let Some(store) = ctx.writer() {
+        store.put_legacy_source(&source_id, &ctx.report.source, &opts.encryption_key)?;
+    }
+    ctx.report.notes.push(
+        "admins are not imported (CRS keeps the admin password in plain text in data/init.json); \
+         create the CRS admin here with the admin API or RELAY_ADMIN_USER/RELAY_ADMIN_PASSWORD"
+            .into(),
+    );
+    if let Some(admin) = admin_name(&mut ctx).await? {
+        ctx.report
+            .notes
+            .push(format!("the CRS admin user is {admin:?}"));
+    }
+    if opts.only.groups {
+        accounts::import_groups(&mut ctx).await?;
+    }
+    if opts.only.accounts {
+        accounts::import_accounts(&mut ctx).await?;
+    }
+    if opts.only.keys {
+        keys::import_keys(&mut ctx).await?;
+    }
+    if opts.only.usage {
+        usage::import_usage(&mut ctx).await?;
+    }
+    if let Some(store) = ctx.writer() {
+        store.flush().await?;
+    }
+    Ok(ctx.report)
+}
+
+/// CRS caches the admin's name in Redis (the password lives in data/init.json).
+async fn admin_name(ctx: &mut Ctx<'_>) -> Result<Option<String>, Error> {
+    let types = ctx
+        .src
+        .types(&["session:admin_credentials".to_string()])
+        .await?;
+    if types.first().map(String::as_str) != Some("hash") {
+        return Ok(None);
+    }
+    let maps = ctx
+        .src
+        .hgetall_many(&["session:admin_credentials".to_string()])
+        .await?;
+    Ok(maps
+        .into_iter()
+        .next()
+        .and_then(|m| m.get("username").cloned())
+        .filter(|u| !u.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_and_zones() {
+        assert!(!Sections::parse("keys,usage").unwrap().accounts);
+        assert!(Sections::parse("keys,bogus").is_err());
+        assert_eq!(offset_zone(8), Some(chrono_tz::Etc::GMTMinus8));
+        assert_eq!(offset_zone(-5), Some(chrono_tz::Etc::GMTPlus5));
+        assert_eq!(offset_zone(0), Some(chrono_tz::UTC));
+    }
+}
