@@ -270,6 +270,40 @@ pub(super) async fn import_accounts(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses a wrong ENCRYPTION_KEY before anything is written: the first
+/// encrypted account credential must decrypt. (Key hashes cannot be checked:
+/// CRS keeps no raw keys.) Deployments without accounts pass.
+pub(super) async fn verify_encryption_key(ctx: &mut Ctx<'_>) -> Result<(), Error> {
+    for (prefix, index, field, salt) in [
+        (
+            "claude_console_account:",
+            "claude_console_account:index",
+            "apiKey",
+            SALT_CLAUDE_CONSOLE,
+        ),
+        (
+            "claude:account:",
+            "claude:account:index",
+            "accessToken",
+            SALT_CLAUDE_OAUTH,
+        ),
+    ] {
+        for (id, f) in ctx.src.hash_records(prefix, Some(index), &[]).await? {
+            let value = text(&f, field);
+            if !value.contains(':') {
+                continue;
+            }
+            return match ctx.cipher.decrypt(salt, value) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(Error::Options(format!(
+                    "the ENCRYPTION_KEY given does not decrypt {prefix}{id} `{field}`: it is not this deployment's key (nothing was imported)"
+                ))),
+            };
+        }
+    }
+    Ok(())
+}
+
 /// CRS account id → the CRS ids of its (imported) Claude groups.
 async fn group_memberships(ctx: &mut Ctx<'_>) -> Result<BTreeMap<String, Vec<String>>, Error> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();

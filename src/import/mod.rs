@@ -118,6 +118,40 @@ impl Progress for NoProgress {
     fn advance(&self, _: u64) {}
 }
 
+/// A terminal progress bar (hidden when stderr is not a terminal).
+pub struct BarProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Default for BarProgress {
+    fn default() -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg:>9} [{bar:40}] {pos}/{len} ({elapsed})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        BarProgress { bar }
+    }
+}
+
+impl BarProgress {
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for BarProgress {
+    fn phase(&self, name: &str, total: u64) {
+        self.bar.set_message(name.to_string());
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+    }
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
+    }
+}
+
 /// What every section works with.
 pub(crate) struct Ctx<'a> {
     store: Option<&'a Store>,
@@ -197,6 +231,7 @@ pub async fn run(
         offset,
         zone: offset_zone(opts.tz_offset_hours),
     };
+    accounts::verify_encryption_key(&mut ctx).await?;
     if let Some(store) = ctx.writer() {
         store.put_legacy_source(&source_id, &ctx.report.source, &opts.encryption_key)?;
     }
