@@ -614,3 +614,157 @@ async fn wrong_encryption_key_fails_without_writing() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("dry run"));
     assert!(!fresh.exists());
 }
+
+/// A rerun after changes on both sides: CRS edits come over, local edits are
+/// kept (a field changed on both sides is a conflict), a regenerated CRS key
+/// gets its new legacy hash, a new CRS key is created, and only usage after
+/// the first run's cutoff is added.
+#[tokio::test]
+async fn rerun_merges_changes_and_imports_only_new_usage() {
+    let redis = start_redis().await;
+    let m = manifest();
+    let data_dir = tempfile::tempdir().unwrap();
+    let store = open_store(data_dir.path());
+    let first = import_into(Some(&store), &redis.url, false).await;
+    let id_of = |label: &str| {
+        by_label(&m, "keys", label)["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Local edits.
+    let mut default = our_key(&store, &first, &id_of("default"));
+    default.name = "renamed-here".into();
+    store.put_key(&default).unwrap();
+    let mut tagged = our_key(&store, &first, &id_of("tagged"));
+    tagged.description = "edited here".into();
+    store.put_key(&tagged).unwrap();
+
+    // CRS edits (the test's own copy of the fixture; the importer only reads).
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let hset = |key: String, field: &'static str, value: String| {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key).arg(field).arg(value);
+        cmd
+    };
+    let new_raw = format!("cr_{}", "ab".repeat(32));
+    let new_hash = sha256_hex(&format!("{new_raw}{ENCRYPTION_KEY}"));
+    for cmd in [
+        hset(
+            format!("apikey:{}", id_of("default")),
+            "name",
+            "renamed-in-crs".into(),
+        ),
+        hset(
+            format!("apikey:{}", id_of("tagged")),
+            "dailyCostLimit",
+            "7".into(),
+        ),
+        hset(
+            format!("apikey:{}", id_of("combo")),
+            "apiKey",
+            new_hash.clone(),
+        ),
+    ] {
+        let _: () = cmd.query_async(&mut con).await.unwrap();
+    }
+    let extra_raw = format!("cr_{}", "cd".repeat(32));
+    let extra_id = "0f0f0f0f-0000-4000-8000-000000000001";
+    let _: () = redis::cmd("HSET")
+        .arg(format!("apikey:{extra_id}"))
+        .arg(&[
+            ("id", extra_id),
+            ("name", "created-after-first-run"),
+            ("isActive", "true"),
+            (
+                "apiKey",
+                &sha256_hex(&format!("{extra_raw}{ENCRYPTION_KEY}")),
+            ),
+            ("createdAt", "2026-11-26T16:00:00.000Z"),
+        ])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // Two more requests of key haiku-heavy, now (bucket names in UTC+8).
+    let heavy = id_of("haiku-heavy");
+    let model = "claude-haiku-4-5-20251001";
+    let local = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let buckets = [
+        format!("usage:{heavy}:model:alltime:{model}"),
+        format!(
+            "usage:{heavy}:model:monthly:{model}:{}",
+            local.format("%Y-%m")
+        ),
+        format!(
+            "usage:{heavy}:model:daily:{model}:{}",
+            local.format("%Y-%m-%d")
+        ),
+        format!(
+            "usage:{heavy}:model:hourly:{model}:{}",
+            local.format("%Y-%m-%d:%H")
+        ),
+    ];
+    for b in &buckets {
+        for (field, n) in [
+            ("requests", 2),
+            ("inputTokens", 100),
+            ("outputTokens", 10),
+            ("ratedCostMicro", 500),
+            ("realCostMicro", 500),
+        ] {
+            let _: () = redis::cmd("HINCRBY")
+                .arg(b)
+                .arg(field)
+                .arg(n)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+    }
+    let heavy_key = our_key(&store, &first, &heavy);
+    let before = store
+        .usage_total(&UsageSubject::Key(heavy_key.id), None)
+        .unwrap();
+
+    let again = import_into(Some(&store), &redis.url, false).await;
+    let (read, created, updated, _, _) = section(&again, "keys");
+    assert_eq!((read, created, updated), (31, 1, 2), "{again}");
+    assert_eq!(
+        again
+            .conflicts
+            .iter()
+            .map(|c| (c.record.as_str(), c.field.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(format!("apikey:{}", id_of("default")).as_str(), "name")],
+        "{again}"
+    );
+    assert_eq!(
+        our_key(&store, &first, &id_of("default")).name,
+        "renamed-here"
+    );
+    let tagged = our_key(&store, &first, &id_of("tagged"));
+    assert_eq!(
+        tagged.description, "edited here",
+        "a local edit CRS did not touch stays"
+    );
+    assert_eq!(tagged.policy.budgets.daily, Some(NanoUsd(7_000_000_000)));
+
+    // The regenerated key works with its new raw key, the old one no longer.
+    let combo_raw = by_label(&m, "keys", "combo")["raw_key"].as_str().unwrap();
+    assert_eq!(store.key_by_legacy(combo_raw).unwrap(), None);
+    let combo = store.key_by_legacy(&new_raw).unwrap().unwrap();
+    assert_eq!(combo.id, our_key(&store, &first, &id_of("combo")).id);
+    let extra = store.key_by_legacy(&extra_raw).unwrap().unwrap();
+    assert_eq!(extra.name, "created-after-first-run");
+
+    // Usage: exactly the two new requests.
+    let after = store
+        .usage_total(&UsageSubject::Key(heavy_key.id), None)
+        .unwrap();
+    assert_eq!(after.requests - before.requests, 2);
+    assert_eq!(after.input_tokens - before.input_tokens, 100);
+    assert_eq!(after.billed_cost.0 - before.billed_cost.0, 500_000);
+    assert_eq!(again.usage.requests, 2, "{again}");
+}
