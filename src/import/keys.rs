@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 const SECTION: &str = "keys";
+/// CRS key records read per pipelined round.
+const RECORDS_PER_CHUNK: usize = 1000;
 
 /// The key fields the importer owns (the merge view). `legacy_hash` is
 /// CRS's hash; a change means CRS regenerated the key.
@@ -126,9 +128,10 @@ async fn globals(ctx: &mut Ctx<'_>) -> Result<Globals, Error> {
 
 pub(super) async fn import_keys(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     let g = globals(ctx).await?;
-    let records = ctx
+    // Ids first, records chunk by chunk: memory stays bounded by the chunk.
+    let ids = ctx
         .src
-        .hash_records("apikey:", Some("apikey:idx:all"), &["hash_map"])
+        .record_ids("apikey:", Some("apikey:idx:all"), "hash", &["hash_map"])
         .await?;
     // Names are unique among live keys (as the admin API enforces).
     let mut names: HashMap<String, KeyId> = HashMap::new();
@@ -139,43 +142,58 @@ pub(super) async fn import_keys(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             }
         }
     }
-    ctx.progress.phase("keys", records.len() as u64);
+    ctx.progress.phase("keys", ids.len() as u64);
     let mut icons = 0usize;
-    for (id, f) in records {
-        ctx.progress.advance(1);
-        ctx.report.section(SECTION).read += 1;
-        let record = format!("apikey:{id}");
-        let legacy_hash = text(&f, "apiKey").trim().to_lowercase();
-        if legacy_hash.len() != 64 || !legacy_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            ctx.report
-                .skip(SECTION, record, "no SHA-256 key hash in the `apiKey` field");
-            continue;
+    for chunk in ids.chunks(RECORDS_PER_CHUNK) {
+        let keys: Vec<String> = chunk.iter().map(|id| format!("apikey:{id}")).collect();
+        let maps = ctx.src.hgetall_many(&keys).await?;
+        for (id, f) in chunk.iter().zip(maps) {
+            ctx.progress.advance(1);
+            icons += usize::from(!text(&f, "icon").is_empty());
+            import_one(ctx, &g, &mut names, id, &f)?;
         }
-        icons += usize::from(!text(&f, "icon").is_empty());
-        let mut incoming = map_key(ctx, &g, &id, &f, &record, legacy_hash);
-        let local_id = ctx.links.local_id(KIND_KEY, &id).map(KeyId);
-        let lower = incoming.name.to_lowercase();
-        if incoming.status != KeyStatus::Deleted {
-            if let Some(owner) = names.get(&lower).filter(|o| Some(**o) != local_id) {
-                let renamed = format!("{} (crs {})", incoming.name, &id[..id.len().min(8)]);
-                ctx.report.warn(format!(
-                    "{record}: the name {:?} is taken by key {owner}; imported as {renamed:?}",
-                    incoming.name
-                ));
-                incoming.name = renamed;
-            }
-        }
-        let name_key = incoming.name.to_lowercase();
-        let created = time(&f, "createdAt");
-        let last_used = time(&f, "lastUsedAt");
-        let our_id = upsert_key(ctx, &id, &record, incoming, created, last_used)?;
-        names.insert(name_key, our_id);
     }
     if icons > 0 {
         ctx.report.warn(format!(
             "{icons} key icon(s) not imported (UI decoration only)"
         ));
     }
+    Ok(())
+}
+
+fn import_one(
+    ctx: &mut Ctx<'_>,
+    g: &Globals,
+    names: &mut HashMap<String, KeyId>,
+    id: &str,
+    f: &Fields,
+) -> Result<(), Error> {
+    ctx.report.section(SECTION).read += 1;
+    let record = format!("apikey:{id}");
+    let legacy_hash = text(f, "apiKey").trim().to_lowercase();
+    if legacy_hash.len() != 64 || !legacy_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        ctx.report
+            .skip(SECTION, record, "no SHA-256 key hash in the `apiKey` field");
+        return Ok(());
+    }
+    let mut incoming = map_key(ctx, g, id, f, &record, legacy_hash);
+    let local_id = ctx.links.local_id(KIND_KEY, id).map(KeyId);
+    let lower = incoming.name.to_lowercase();
+    if incoming.status != KeyStatus::Deleted {
+        if let Some(owner) = names.get(&lower).filter(|o| Some(**o) != local_id) {
+            let renamed = format!("{} (crs {})", incoming.name, &id[..id.len().min(8)]);
+            ctx.report.warn(format!(
+                "{record}: the name {:?} is taken by key {owner}; imported as {renamed:?}",
+                incoming.name
+            ));
+            incoming.name = renamed;
+        }
+    }
+    let name_key = incoming.name.to_lowercase();
+    let created = time(f, "createdAt");
+    let last_used = time(f, "lastUsedAt");
+    let our_id = upsert_key(ctx, id, &record, incoming, created, last_used)?;
+    names.insert(name_key, our_id);
     Ok(())
 }
 

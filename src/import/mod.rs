@@ -231,6 +231,16 @@ pub async fn run(
         offset,
         zone: offset_zone(opts.tz_offset_hours),
     };
+    for (on, name) in [
+        (opts.only.groups, "groups"),
+        (opts.only.accounts, "accounts"),
+        (opts.only.keys, "keys"),
+        (opts.only.usage, "usage"),
+    ] {
+        if on {
+            ctx.report.section(name);
+        }
+    }
     accounts::verify_encryption_key(&mut ctx).await?;
     if let Some(store) = ctx.writer() {
         store.put_legacy_source(&source_id, &ctx.report.source, &opts.encryption_key)?;

@@ -463,14 +463,21 @@ fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), 
         return Ok(());
     }
     let mut snap: LimitsSnapshot = store.get_state(LIMITS_STATE)?.unwrap_or_default();
+    let mut index: HashMap<KeyId, usize> = snap
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.key_id, i))
+        .collect();
     let now = ctx.now;
     for (key_id, sp) in spend {
         let Some(key) = store.get_key(*key_id)? else {
             continue;
         };
-        let idx = match snap.keys.iter().position(|k| k.key_id == *key_id) {
-            Some(i) => i,
+        let idx = match index.get(key_id) {
+            Some(i) => *i,
             None => {
+                index.insert(*key_id, snap.keys.len());
                 snap.keys.push(KeySnapshot {
                     key_id: *key_id,
                     activated_at: None,
@@ -514,6 +521,7 @@ fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), 
             add_period(&mut fam.week, week.start, week.end, family_spend);
         }
     }
+    snap.keys.sort_by_key(|k| k.key_id);
     store.put_state_quiet(LIMITS_STATE, &snap)?;
     Ok(())
 }
