@@ -126,10 +126,12 @@ async fn main() {
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     let stream = args.get(2).is_some_and(|a| a == "true");
 
-    let sim = SimUpstream::new()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = SimUpstream::new();
+    // Far past a real tier's 4,000 requests a minute; the relay would
+    // otherwise (rightly) rest accounts the headers call exhausted.
+    sim.set_limit_scale(1_000);
+    sim.set_recording(false);
+    let sim = sim.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().to_path_buf(),

@@ -73,12 +73,13 @@ impl App {
         let balancer = Balancer::default();
         let upstreams = Upstreams::new(config.clone(), store.clone())?;
         let accounts = store.list_accounts()?;
-        balancer.sync(&accounts);
+        balancer.sync_all(&accounts, &store.list_groups()?);
         upstreams.sync(&accounts);
         let keys = KeyCache::default();
         let settings = Arc::new(arc_swap::ArcSwap::from_pointee(load_settings(
             &store, &config,
         )));
+        apply_settings(&balancer, &settings.load());
         let tz = crate::limits::parse_time_zone(&config.time_zone).map_err(Error::TimeZone)?;
         let limits = crate::limits::Limits::new(tz);
         match store.get_state::<crate::limits::LimitsSnapshot>(LIMITS_STATE) {
@@ -114,7 +115,7 @@ impl App {
             config: config.clone(),
             store: store.clone(),
             keys,
-            balancer,
+            balancer: balancer.clone(),
             upstreams,
             pricing,
             usage,
@@ -123,7 +124,13 @@ impl App {
             settings: settings.clone(),
             limits: limits.clone(),
         };
-        tracker.spawn(checkpoint_limits(store.clone(), limits, token.clone()));
+        restore_sticky(&store, &balancer);
+        tracker.spawn(checkpoint_limits(
+            store.clone(),
+            limits,
+            balancer.clone(),
+            token.clone(),
+        ));
         Ok(App {
             config,
             store,
@@ -185,6 +192,7 @@ impl App {
         self.tracker.wait().await;
         // Every request has finished: this is the final state of the counters.
         save_limits(&self.store, &self.relay.limits);
+        save_sticky(&self.store, &self.relay.balancer);
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "final store flush failed");
         }
@@ -202,19 +210,97 @@ fn save_limits(store: &Store, limits: &crate::limits::Limits) {
     }
 }
 
+/// The store's name for the persisted sticky sessions.
+const STICKY_STATE: &str = "sticky_sessions";
+
+/// One persisted sticky session (the balancer's own types are not serde).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StickyEntry {
+    pool: StickyPool,
+    session: u64,
+    account: crate::domain::AccountId,
+    last_used_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+enum StickyPool {
+    Shared,
+    Group(crate::domain::GroupId),
+    Account(crate::domain::AccountId),
+}
+
+/// Persists sticky sessions lazily, so a restart keeps prompt caches warm.
+fn save_sticky(store: &Store, balancer: &Balancer) {
+    use crate::balancer::PoolKey;
+    let entries: Vec<StickyEntry> = balancer
+        .sticky_entries()
+        .into_iter()
+        .map(|(pool, session, account, at)| StickyEntry {
+            pool: match pool {
+                PoolKey::Shared => StickyPool::Shared,
+                PoolKey::Group(g) => StickyPool::Group(g),
+                PoolKey::Account(a) => StickyPool::Account(a),
+            },
+            session: session.get(),
+            account,
+            last_used_ms: at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        })
+        .collect();
+    if let Err(e) = store.put_state_quiet(STICKY_STATE, &entries) {
+        tracing::error!(error = %e, "cannot persist sticky sessions");
+    }
+}
+
+fn restore_sticky(store: &Store, balancer: &Balancer) {
+    use crate::balancer::{PoolKey, SessionKey};
+    match store.get_state::<Vec<StickyEntry>>(STICKY_STATE) {
+        Ok(Some(entries)) => {
+            for e in entries {
+                let pool = match e.pool {
+                    StickyPool::Shared => PoolKey::Shared,
+                    StickyPool::Group(g) => PoolKey::Group(g),
+                    StickyPool::Account(a) => PoolKey::Account(a),
+                };
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.last_used_ms);
+                balancer.restore_sticky(pool, SessionKey::from_raw(e.session), e.account, at);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot restore sticky sessions"),
+    }
+}
+
 /// Checkpoints the limit counters so windows and budgets survive a restart.
-async fn checkpoint_limits(store: Store, limits: crate::limits::Limits, token: CancellationToken) {
+async fn checkpoint_limits(
+    store: Store,
+    limits: crate::limits::Limits,
+    balancer: Balancer,
+    token: CancellationToken,
+) {
     let mut tick = tokio::time::interval(LIMITS_CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = token.cancelled() => return,
             _ = tick.tick() => {
-                let (store, limits) = (store.clone(), limits.clone());
-                let _ = tokio::task::spawn_blocking(move || save_limits(&store, &limits)).await;
+                let (store, limits, balancer) = (store.clone(), limits.clone(), balancer.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    save_limits(&store, &limits);
+                    save_sticky(&store, &balancer);
+                })
+                .await;
             }
         }
     }
+}
+
+/// Hands the balancer the settings it owns.
+fn apply_settings(balancer: &Balancer, settings: &RuntimeSettings) {
+    balancer.set_strategy(settings.strategy);
+    balancer.set_sticky_ttl(std::time::Duration::from_secs(settings.sticky_ttl_secs));
 }
 
 /// The persisted run-time settings, else the start-up values.
@@ -255,12 +341,12 @@ async fn follow_store_events(
     settings: Arc<arc_swap::ArcSwap<RuntimeSettings>>,
     token: CancellationToken,
 ) {
-    let resync_accounts = || match store.list_accounts() {
-        Ok(accounts) => {
-            balancer.sync(&accounts);
+    let resync_accounts = || match (store.list_accounts(), store.list_groups()) {
+        (Ok(accounts), Ok(groups)) => {
+            balancer.sync_all(&accounts, &groups);
             upstreams.sync(&accounts);
         }
-        Err(e) => tracing::error!(error = %e, "cannot reload accounts"),
+        (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "cannot reload accounts"),
     };
     loop {
         let event = tokio::select! {
@@ -274,7 +360,10 @@ async fn follow_store_events(
             }
             Ok(StoreEvent::StateChanged { name }) if name == RuntimeSettings::STATE_NAME => {
                 match store.get_state::<RuntimeSettings>(RuntimeSettings::STATE_NAME) {
-                    Ok(Some(fresh)) => settings.store(Arc::new(fresh)),
+                    Ok(Some(fresh)) => {
+                        apply_settings(&balancer, &fresh);
+                        settings.store(Arc::new(fresh));
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "cannot reload run-time settings"),
                 }

@@ -147,6 +147,8 @@ impl TokenUsage {
 pub enum AccountKind {
     AnthropicApiKey,
     ClaudeOauth,
+    /// Any Anthropic-Messages-compatible base URL with a static key.
+    AnthropicCompatible,
 }
 
 /// Lifecycle state an admin sets (or `AuthFailed`, set by the relay when
@@ -257,6 +259,9 @@ impl ApiKey {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Credentials {
     pub api_key: Option<Secret>,
+    /// Extra headers sent with every call (anthropic_compatible gateways); may carry secrets.
+    #[serde(default)]
+    pub headers: Vec<(String, Secret)>,
     pub access_token: Option<Secret>,
     pub refresh_token: Option<Secret>,
     pub expires_at: Option<DateTime<Utc>>,

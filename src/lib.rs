@@ -13,6 +13,7 @@
 //! - [`upstream`]: one adapter per account kind behind one interface; HTTP client pool.
 //! - [`balancer`]: account selection, cooldowns and in-flight leases.
 //! - [`usage`]: pricing, cost, and the batched usage writer.
+//! - [`export`]: key export building blocks: masking engine (31 detectors), CSV safety, streaming JSON/NDJSON/CSV writers, key rows.
 //! - [`graphql`]: the admin API.
 //! - [`import`]: `import-redis`, moving a claude-relay-service deployment in from its Redis.
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod export;
 pub mod graphql;
 pub mod import;
 pub mod limits;

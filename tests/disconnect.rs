@@ -51,13 +51,16 @@ async fn disconnect_mid_stream_cancels_upstream_and_records_usage() {
     assert_eq!(relay.account_usage(&account).await["requests"], 1);
     let stats = relay
         .gql(
-            "{ balancerStats { accountId inFlight } }",
+            "{ balancerStats { accounts { accountId inFlight } } }",
             serde_json::json!({}),
         )
         .await;
-    assert_eq!(stats["balancerStats"][0]["accountId"], account.as_str());
     assert_eq!(
-        stats["balancerStats"][0]["inFlight"], 0,
+        stats["balancerStats"]["accounts"][0]["accountId"],
+        account.as_str()
+    );
+    assert_eq!(
+        stats["balancerStats"]["accounts"][0]["inFlight"], 0,
         "the account's lease was released"
     );
 

@@ -175,3 +175,29 @@ async fn sockets_without_a_valid_session_are_closed() {
         }
     }
 }
+
+#[tokio::test]
+async fn balancer_stats_are_pushed_every_second() {
+    let h = Harness::start().await;
+    let token = h.owner_token().await;
+    let mut ws = Ws::connect(&h).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+        .await;
+    assert_eq!(ws.recv_json().await["type"], "connection_ack");
+    let first = ws
+        .run("s", "subscription { balancerStats { at strategy accounts { accountId } decisions { priority } } }")
+        .await;
+    assert_eq!(first["data"]["balancerStats"]["strategy"], "PRIORITY");
+    let second = ws.recv_json().await;
+    assert_eq!(second["type"], "next", "{second}");
+    assert_eq!(second["id"], "s");
+    let t1 = first["data"]["balancerStats"]["at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t2 = second["payload"]["data"]["balancerStats"]["at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(t2 > t1, "snapshots move forward: {t1} then {t2}");
+}

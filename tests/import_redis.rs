@@ -479,7 +479,14 @@ fn check_accounts(store: &Store, report: &Report, m: &Value) {
                 );
             }
             label => {
-                assert_eq!(acc.kind, AccountKind::AnthropicApiKey);
+                // B's key is not an Anthropic key: CRS sent it as a Bearer
+                // token, which the compatible kind does too.
+                let kind = if label == "B" {
+                    AccountKind::AnthropicCompatible
+                } else {
+                    AccountKind::AnthropicApiKey
+                };
+                assert_eq!(acc.kind, kind, "{label}");
                 assert_eq!(acc.credentials.api_key.as_ref().unwrap().expose(), secret);
                 assert_eq!(acc.base_url.as_deref(), Some("http://127.0.0.1:8787"));
                 match label {

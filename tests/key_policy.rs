@@ -393,3 +393,55 @@ async fn key_holders_see_their_own_usage_and_limits() {
         .unwrap();
     assert_eq!(other.status(), 401, "a key id is not a key");
 }
+
+#[tokio::test]
+async fn total_weekly_monthly_and_family_budgets_trip() {
+    let relay = TestRelay::start().await;
+    relay.add_account("a", "sk-ant-api03-kp-budgets", 1).await;
+    let opus = json!({"model": "claude-opus-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+    // A tiny budget: the first request fits its estimate, and once spent the next is refused.
+    for (name, budgets, period) in [
+        ("total", json!({"total": 1_000_000}), "total"),
+        ("weekly", json!({"weekly": 1_000_000}), "weekly"),
+        ("monthly", json!({"monthly": 1_000_000}), "monthly"),
+        (
+            "family",
+            json!({"family_weekly": {"models": {"matching": "claude-opus-*"}, "limit": 1_000_000}}),
+            "opus",
+        ),
+    ] {
+        let (key_id, key) = key_with_policy(&relay, name, json!({"budgets": budgets})).await;
+        let body = if name == "family" {
+            opus.clone()
+        } else {
+            simple_body(false)
+        };
+        let mut refused = None;
+        for i in 0..10u64 {
+            let resp = relay.messages(&key, &body).send().await.unwrap();
+            if resp.status() == 402 {
+                refused = Some(refusal(resp).await);
+                break;
+            }
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap();
+            relay.wait_key_requests(&key_id, i + 1).await;
+        }
+        let (status, _, kind, message) =
+            refused.unwrap_or_else(|| panic!("the {name} budget never tripped"));
+        assert_eq!((status, kind.as_str()), (402, "billing_error"));
+        assert!(message.to_lowercase().contains(period), "{name}: {message}");
+        if name == "family" {
+            // Other families are not limited by an opus budget.
+            assert_eq!(
+                relay
+                    .messages(&key, &simple_body(false))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+                200
+            );
+        }
+    }
+}

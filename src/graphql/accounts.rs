@@ -53,6 +53,15 @@ impl AccountNode {
     async fn api_key(&self) -> Option<String> {
         self.0.credentials.api_key.as_ref().map(Secret::masked)
     }
+    /// ANTHROPIC_COMPATIBLE accounts: names of the extra headers (values are secret).
+    async fn header_names(&self) -> Vec<String> {
+        self.0
+            .credentials
+            .headers
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
     /// CLAUDE_OAUTH accounts: the access token, masked.
     async fn access_token(&self) -> Option<String> {
         self.0.credentials.access_token.as_ref().map(Secret::masked)
@@ -241,6 +250,51 @@ pub struct CreateAccountInput {
     pub priority: Option<i32>,
     /// Mode, groups, weight, concurrency cap, models, cost multiplier.
     pub routing: Option<AccountRoutingInput>,
+    /// ANTHROPIC_COMPATIBLE: extra headers sent with every call (values are secret).
+    pub headers: Option<Vec<HeaderInput>>,
+}
+
+/// One extra upstream header.
+#[derive(InputObject)]
+pub struct HeaderInput {
+    pub name: String,
+    pub value: String,
+}
+
+/// Headers the relay owns or that would break the request; never accepted as extras.
+const RESERVED_HEADERS: [&str; 7] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "x-api-key",
+    "authorization",
+    "anthropic-version",
+];
+
+fn extra_headers(input: &[HeaderInput]) -> Result<Vec<(String, Secret)>, GqlError> {
+    if input.len() > 20 {
+        return Err(GqlError::bad_input("at most 20 extra headers"));
+    }
+    input
+        .iter()
+        .map(|h| {
+            let name = h.name.trim().to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || RESERVED_HEADERS.contains(&name.as_str())
+            {
+                return Err(GqlError::bad_input(format!(
+                    "`headers`: {name:?} is not an allowed header name"
+                )));
+            }
+            if http::HeaderValue::from_str(&h.value).is_err() {
+                return Err(GqlError::bad_input(format!(
+                    "`headers`: the value of {name:?} is not a valid header value"
+                )));
+            }
+            Ok((name, Secret::new(h.value.clone())))
+        })
+        .collect()
 }
 
 #[derive(SimpleObject)]
@@ -264,6 +318,8 @@ pub struct UpdateAccountInput {
     pub expires_at: MaybeUndefined<DateTime>,
     /// Routing changes; fields left out stay as they are.
     pub routing: Option<AccountRoutingInput>,
+    /// ANTHROPIC_COMPATIBLE: replaces the extra headers.
+    pub headers: Option<Vec<HeaderInput>>,
 }
 
 #[derive(SimpleObject)]
@@ -292,9 +348,11 @@ fn check_credential_fields(
     expires_at: bool,
 ) -> Result<(), GqlError> {
     match kind {
-        domain::AccountKind::AnthropicApiKey if oauth || expires_at => Err(GqlError::bad_input(
-            "ANTHROPIC_API_KEY accounts take `apiKey`, not `accessToken`, `refreshToken` or `expiresAt`",
-        )),
+        domain::AccountKind::AnthropicApiKey | domain::AccountKind::AnthropicCompatible if oauth || expires_at => {
+            Err(GqlError::bad_input(
+                "ANTHROPIC_API_KEY and ANTHROPIC_COMPATIBLE accounts take `apiKey`, not `accessToken`, `refreshToken` or `expiresAt`",
+            ))
+        }
         domain::AccountKind::ClaudeOauth if api_key => {
             Err(GqlError::bad_input("CLAUDE_OAUTH accounts take `accessToken` and `refreshToken`, not `apiKey`"))
         }
@@ -340,6 +398,11 @@ impl AccountMutation {
         let kind = domain::AccountKind::from(input.kind);
         let name = validate::name("name", &input.name)?;
         let oauth_given = input.access_token.is_some() || input.refresh_token.is_some();
+        if input.headers.is_some() && kind != domain::AccountKind::AnthropicCompatible {
+            return Err(
+                GqlError::bad_input("`headers` is only for ANTHROPIC_COMPATIBLE accounts").into(),
+            );
+        }
         check_credential_fields(
             kind,
             input.api_key.is_some(),
@@ -357,8 +420,22 @@ impl AccountMutation {
                 api_key: Some(required("apiKey", &input.api_key)?),
                 ..Credentials::default()
             },
+            domain::AccountKind::AnthropicCompatible => {
+                if input.base_url.is_none() {
+                    return Err(GqlError::bad_input(
+                        "`baseUrl` is required for ANTHROPIC_COMPATIBLE accounts",
+                    )
+                    .into());
+                }
+                Credentials {
+                    api_key: Some(required("apiKey", &input.api_key)?),
+                    headers: extra_headers(input.headers.as_deref().unwrap_or(&[]))?,
+                    ..Credentials::default()
+                }
+            }
             domain::AccountKind::ClaudeOauth => Credentials {
                 api_key: None,
+                headers: Vec::new(),
                 access_token: Some(required("accessToken", &input.access_token)?),
                 refresh_token: Some(required("refreshToken", &input.refresh_token)?),
                 expires_at: input.expires_at.map(|t| t.0),
@@ -453,6 +530,15 @@ impl AccountMutation {
         }
         if let Some(r) = input.routing {
             r.apply(&svc.store, &mut account.routing)?;
+        }
+        if let Some(h) = &input.headers {
+            if account.kind != domain::AccountKind::AnthropicCompatible {
+                return Err(GqlError::bad_input(
+                    "`headers` is only for ANTHROPIC_COMPATIBLE accounts",
+                )
+                .into());
+            }
+            account.credentials.headers = extra_headers(h)?;
         }
         let new_credentials = input.api_key.is_some() || oauth_given;
         match input.status {

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod auth;
+mod balancer;
 mod bootstrap;
 mod connection;
 mod error;
@@ -27,7 +28,7 @@ pub use error::GqlError;
 
 use crate::config::Config;
 use crate::store::Store;
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub struct Query(
     accounts::AccountQuery,
     usage::UsageQuery,
     routing::RoutingQuery,
+    balancer::BalancerQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -72,7 +74,7 @@ pub struct Mutation(
     routing::RoutingMutation,
 );
 
-pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AdminSchema = Schema<Query, Mutation, balancer::Subscription>;
 
 /// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
 const MAX_DEPTH: usize = 16;
@@ -81,11 +83,15 @@ const MAX_COMPLEXITY: usize = 2000;
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
-    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .limit_recursive_depth(32)
-        .limit_directives(16);
+    let builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        balancer::Subscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(32)
+    .limit_directives(16);
     match services {
         Some(s) => builder.data(s).finish(),
         None => builder.finish(),

@@ -240,16 +240,6 @@ pub fn current_settings(
         .unwrap_or_else(|| RuntimeSettings::from_config(config)))
 }
 
-/// One account as the balancer sees it right now.
-#[derive(SimpleObject)]
-pub struct AccountLiveState {
-    pub account_id: ID,
-    /// Requests in flight on this account.
-    pub in_flight: u32,
-    /// Resting until then (after a failure), if it is.
-    pub cooldown_until: Option<DateTime>,
-}
-
 #[derive(Default)]
 pub struct RoutingQuery;
 
@@ -270,22 +260,6 @@ impl RoutingQuery {
             .get_group(id)
             .map_err(GqlError::from)?
             .map(GroupNode))
-    }
-
-    /// The balancer's live view of every account.
-    async fn balancer_stats(&self, ctx: &Context<'_>) -> Result<Vec<AccountLiveState>> {
-        require_admin(ctx)?;
-        let svc = services(ctx)?;
-        Ok(svc
-            .balancer
-            .slots()
-            .iter()
-            .map(|slot| AccountLiveState {
-                account_id: ID(slot.id.to_string()),
-                in_flight: slot.in_flight(),
-                cooldown_until: slot.cooldown_until().map(|t| DateTime(t.into())),
-            })
-            .collect())
     }
 
     /// The run-time settings in effect.

@@ -13,6 +13,9 @@ pub enum AccountKind {
     AnthropicApiKey,
     /// A Claude OAuth login (`accessToken` + `refreshToken`, refreshed before `expiresAt`).
     ClaudeOauth,
+    /// Any Anthropic-Messages-compatible base URL (`baseUrl` required) with a
+    /// static key (`apiKey`) and optional extra `headers`.
+    AnthropicCompatible,
 }
 
 /// Lifecycle of an upstream account.

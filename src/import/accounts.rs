@@ -235,7 +235,11 @@ pub(super) async fn import_accounts(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             ctx.report.section(SECTION_ACCOUNTS).read += 1;
             let record = match kind {
                 AccountKind::ClaudeOauth => format!("claude:account:{id}"),
-                AccountKind::AnthropicApiKey => format!("claude_console_account:{id}"),
+                // Console records are read as API-key accounts; map_account
+                // may turn one into a compatible account.
+                AccountKind::AnthropicApiKey | AccountKind::AnthropicCompatible => {
+                    format!("claude_console_account:{id}")
+                }
             };
             let groups = memberships.get(&id).cloned().unwrap_or_default();
             match map_account(ctx, kind, &id, &f, &groups, &record) {
@@ -354,26 +358,22 @@ fn map_account(
                 ));
             }
         }
-        AccountKind::AnthropicApiKey => {
+        AccountKind::AnthropicApiKey | AccountKind::AnthropicCompatible => {
             let key = decrypt(ctx, SALT_CLAUDE_CONSOLE, f, "apiKey", record)?;
             if key.is_empty() {
                 return Err("Console account without an API key".into());
-            }
-            if !key.starts_with("sk-ant-") {
-                ctx.report.warn(format!(
-                    "{record}: the upstream key is not an Anthropic key; CRS sent such keys as a Bearer token, claude-relay sends x-api-key"
-                ));
             }
             credentials.api_key = Some(Secret::new(key));
         }
     }
     let base_url = match kind {
-        AccountKind::AnthropicApiKey => {
+        AccountKind::AnthropicApiKey | AccountKind::AnthropicCompatible => {
             let url = text(f, "apiUrl").trim().trim_end_matches('/');
             (!url.is_empty()).then(|| url.to_string())
         }
         AccountKind::ClaudeOauth => None,
     };
+    let kind = console_kind(ctx, kind, &credentials, base_url.as_deref(), record);
     let proxy = proxy_url(&json(f, "proxy"));
     let priority = match int(f, "priority") {
         p if p > 0 => u32::try_from(p).unwrap_or(50),
@@ -395,7 +395,9 @@ fn map_account(
         }
     }
     let concurrency = match kind {
-        AccountKind::AnthropicApiKey => int(f, "maxConcurrentTasks"),
+        AccountKind::AnthropicApiKey | AccountKind::AnthropicCompatible => {
+            int(f, "maxConcurrentTasks")
+        }
         AccountKind::ClaudeOauth => int(f, "maxConcurrency"),
     };
     let (allowed_models, model_mapping) = supported_models(&json(f, "supportedModels"));
@@ -420,6 +422,34 @@ fn map_account(
         model_mapping,
     };
     Ok((fields, time(f, "createdAt")))
+}
+
+/// CRS sends a Console key that is not an Anthropic key (`sk-ant-`) as
+/// `Authorization: Bearer`, as third-party Anthropic-compatible endpoints
+/// expect; our `anthropic_compatible` kind sends the key both ways, so such
+/// accounts keep working. Without a base URL that kind cannot exist: the
+/// account stays an API-key account and the report says why.
+fn console_kind(
+    ctx: &mut Ctx<'_>,
+    kind: AccountKind,
+    credentials: &Credentials,
+    base_url: Option<&str>,
+    record: &str,
+) -> AccountKind {
+    let foreign = credentials
+        .api_key
+        .as_ref()
+        .is_some_and(|k| !k.expose().starts_with("sk-ant-"));
+    if kind == AccountKind::ClaudeOauth || !foreign {
+        return kind;
+    }
+    if base_url.is_some() {
+        return AccountKind::AnthropicCompatible;
+    }
+    ctx.report.warn(format!(
+        "{record}: the upstream key is not an Anthropic key and the account has no apiUrl; imported as an Anthropic API-key account (x-api-key only)"
+    ));
+    AccountKind::AnthropicApiKey
 }
 
 fn decrypt(

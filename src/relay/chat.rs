@@ -8,7 +8,7 @@
 use super::auth::authenticate_from;
 use super::error::ApiError;
 use super::forward::relay;
-use super::handler::{admit_family, invalid_request, meter, prepare, read_body};
+use super::handler::{admit_family, invalid_request, meter, prepare, read_body, route_info};
 use super::inspect::inspect_messages;
 use super::meter::Bill;
 use super::RelayState;
@@ -75,7 +75,8 @@ async fn chat(state: &RelayState, request: Request) -> Result<Response, Failure>
         admit_family(state, &key, &parts, &info, EndpointFamily::OpenaiCompatible).await?;
     let mut bill = Bill::new(meter(state, &key, &info, started));
     bill.set_admission(admission);
-    let mut prepared = prepare(&parts, translated.body.clone(), &info, started);
+    let route = route_info(state, &key, &parts, &info, &translated.body);
+    let mut prepared = prepare(&parts, translated.body.clone(), &info, started, route);
     prepared.path = "/v1/messages".into();
     prepared.query = None;
     let response = relay(state, prepared, Some(bill)).await?;

@@ -9,10 +9,12 @@ use super::headers::copy_client_response_headers;
 use super::inspect::message_usage;
 use super::meter::{Bill, Outcome};
 use super::sse::SseUsageParser;
-use super::tap::{Tap, UpstreamStream};
+use super::tap::{StreamFeedback, Tap, UpstreamStream};
 use super::RelayState;
-use crate::balancer::{Lease, NoAccount};
+use crate::balancer::{Feedback, Lease, NoAccount, RateLimitInfo, RouteRequest, SessionKey};
+use crate::domain::KeyBinding;
 use crate::domain::{AccountId, TokenUsage};
+use crate::upstream::ratelimit;
 use crate::upstream::{
     self, classify::stream_error_failure, classify::transport_failure, Adapter, Failure,
 };
@@ -42,6 +44,17 @@ pub struct Prepared {
     pub model: String,
     /// When the relay received the request (for the overhead metric).
     pub received_at: Instant,
+    /// What the balancer needs to route this request.
+    pub route: RouteInfo,
+}
+
+/// The request's routing needs, prepared once before the failover loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteInfo {
+    pub binding: KeyBinding,
+    pub session: Option<SessionKey>,
+    pub estimated_tokens: u64,
+    pub estimated_cost_nano: u64,
 }
 
 /// One attempt's result, before anything reached the client.
@@ -72,7 +85,15 @@ pub async fn relay(
     };
 
     while tried.len() < max_attempts {
-        let lease = match state.balancer.select(&tried) {
+        let route = RouteRequest {
+            model: &req.model,
+            session: req.route.session,
+            binding: req.route.binding,
+            estimated_tokens: req.route.estimated_tokens,
+            estimated_cost_nano: req.route.estimated_cost_nano,
+            exclude: &tried,
+        };
+        let lease = match state.balancer.route(&route) {
             Ok(lease) => lease,
             Err(NoAccount::NoneConfigured) => {
                 return Err(ApiError::NoAccount {
@@ -96,7 +117,14 @@ pub async fn relay(
         };
         let stream_wanted = req.path.ends_with("/messages");
         let sent_at = Instant::now();
-        let attempt = send(state, &adapter, &req, started, stream_wanted).await;
+        // An account that maps the requested model gets the body with its name.
+        let body = match lease.upstream_model() {
+            Some(model) => {
+                super::rewrite::with_model(&req.body, model).unwrap_or_else(|| req.body.clone())
+            }
+            None => req.body.clone(),
+        };
+        let attempt = send(state, &adapter, &req, body, started, stream_wanted).await;
         upstream_wait += sent_at.elapsed();
         let response = match attempt {
             Attempt::Answered(response, ttfb) => {
@@ -105,7 +133,7 @@ pub async fn relay(
             }
             Attempt::Failed(failure) => {
                 crate::metrics::attempt("transport");
-                earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
+                earliest_rest = min_time(earliest_rest, rest(state, &lease, failure, None));
                 continue;
             }
         };
@@ -124,7 +152,8 @@ pub async fn relay(
             }
             crate::metrics::attempt("failover");
             tracing::info!(account.id = %account_id, upstream.status = status.as_u16(), "attempt failed; trying another account");
-            earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
+            let limits = ratelimit::parse(response.headers(), SystemTime::now());
+            earliest_rest = min_time(earliest_rest, rest(state, &lease, failure, limits));
             continue;
         }
         if is_event_stream(response.headers()) {
@@ -140,15 +169,16 @@ pub async fn relay(
                 }
                 Peeked::Failed(failure) => {
                     crate::metrics::attempt("failover");
-                    earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
+                    earliest_rest = min_time(earliest_rest, rest(state, &lease, failure, None));
                     continue;
                 }
             }
         }
         let read_started = Instant::now();
         // Reading the (small) body is upstream time; the bookkeeping after it is negligible.
-        let completed = complete(state, response, lease, bill.take(), ttfb, started).await;
+        let completed = complete(state, response, &lease, bill.take(), ttfb, started).await;
         upstream_wait += read_started.elapsed();
+        drop(lease);
         match completed {
             Ok(response) => {
                 crate::metrics::attempt("ok");
@@ -158,7 +188,7 @@ pub async fn relay(
             Err((failure, returned_bill)) => {
                 crate::metrics::attempt("transport");
                 bill = returned_bill;
-                earliest_rest = min_time(earliest_rest, rest(state, account_id, &failure));
+                earliest_rest = min_time(earliest_rest, failure.cooldown_until);
                 continue;
             }
         }
@@ -192,11 +222,22 @@ fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> 
     }
 }
 
-/// Puts a failing account to rest; returns when it will be back.
-fn rest(state: &RelayState, account_id: AccountId, failure: &Failure) -> Option<SystemTime> {
-    if let Some(until) = failure.cooldown_until {
-        state.balancer.cool_down(account_id, until);
-    }
+/// Tells the balancer an attempt failed (it rests the account as the
+/// failure and the rate-limit headers say); returns when it will be back.
+fn rest(
+    state: &RelayState,
+    lease: &Lease,
+    failure: Failure,
+    limits: Option<RateLimitInfo>,
+) -> Option<SystemTime> {
+    state.balancer.feedback(
+        lease,
+        Feedback::Failure {
+            failure,
+            limits,
+            model_family: None,
+        },
+    );
     failure.cooldown_until
 }
 
@@ -204,6 +245,7 @@ async fn send(
     state: &RelayState,
     adapter: &Arc<Adapter>,
     req: &Prepared,
+    body: Bytes,
     started: Instant,
     stream_wanted: bool,
 ) -> Attempt {
@@ -230,7 +272,7 @@ async fn send(
         .client()
         .request(req.method.clone(), url)
         .headers(headers)
-        .body(req.body.clone())
+        .body(body)
         .send();
     let limit = if stream_wanted {
         state.config.stream_first_byte_timeout
@@ -296,7 +338,7 @@ async fn pass_through(
 async fn complete(
     state: &RelayState,
     response: reqwest::Response,
-    lease: Lease,
+    lease: &Lease,
     bill: Option<Bill>,
     ttfb: Duration,
     started: Instant,
@@ -309,11 +351,29 @@ async fn complete(
         .saturating_sub(started.elapsed());
     let body = match timeout(remaining, response.bytes()).await {
         Ok(Ok(body)) => body,
-        _ => return Err((transport_failure(SystemTime::now()), bill)),
+        _ => {
+            let failure = transport_failure(SystemTime::now());
+            rest(state, lease, failure, None);
+            return Err((failure, bill));
+        }
     };
+    let (model, tokens) =
+        message_usage(&body).map_or((None, TokenUsage::default()), |(m, t)| (Some(m), t));
+    let cost = model
+        .as_deref()
+        .and_then(|m| state.pricing.cost(m, &tokens))
+        .unwrap_or_default();
+    state.balancer.feedback(
+        lease,
+        Feedback::Success {
+            ttfb,
+            latency: started.elapsed(),
+            tokens: tokens.total(),
+            cost_nano: cost.0,
+            limits: ratelimit::parse(&headers, SystemTime::now()),
+        },
+    );
     if let Some(bill) = bill {
-        let (model, tokens) =
-            message_usage(&body).map_or((None, TokenUsage::default()), |(m, t)| (Some(m), t));
         bill.finish(Outcome {
             account_id: Some(lease.account_id()),
             model: model.as_deref(),
@@ -323,8 +383,6 @@ async fn complete(
             ttfb: Some(ttfb),
         });
     }
-    state.balancer.clear_cooldown(lease.account_id());
-    drop(lease);
     Ok(build_response(status, &headers, Body::from(body)))
 }
 
@@ -338,6 +396,8 @@ fn build_response(status: StatusCode, upstream_headers: &HeaderMap, body: Body) 
 /// A stream committed to this client: what was read while peeking, and the rest.
 struct Committed {
     headers: HeaderMap,
+    limits: Option<RateLimitInfo>,
+    started: Instant,
     prefix: VecDeque<Bytes>,
     stream: UpstreamStream,
     parser: SseUsageParser,
@@ -352,7 +412,12 @@ impl Committed {
             self.parser,
             bill,
             lease,
-            state.balancer.clone(),
+            StreamFeedback {
+                balancer: state.balancer.clone(),
+                pricing: state.pricing.clone(),
+                limits: self.limits,
+                started: self.started,
+            },
             self.ttfb,
             state.config.stream_idle_timeout,
         );
@@ -368,7 +433,7 @@ impl Committed {
 }
 
 enum Peeked {
-    Committed(Committed),
+    Committed(Box<Committed>),
     Failed(Failure),
 }
 
@@ -382,6 +447,9 @@ async fn peek(
     account_id: AccountId,
     ttfb: Duration,
 ) -> Peeked {
+    let started = Instant::now()
+        .checked_sub(ttfb)
+        .unwrap_or_else(Instant::now);
     let headers = response.headers().clone();
     let mut stream: UpstreamStream = response.bytes_stream().boxed();
     let mut parser = SseUsageParser::new();
@@ -418,13 +486,15 @@ async fn peek(
             Ok(Some(Err(_)) | None) | Err(_) => Some(transport_failure(SystemTime::now())),
         };
         let Some(failure) = failure else {
-            return Peeked::Committed(Committed {
+            return Peeked::Committed(Box::new(Committed {
+                limits: ratelimit::parse(&headers, SystemTime::now()),
+                started,
                 headers,
                 prefix,
                 stream,
                 parser,
                 ttfb,
-            });
+            }));
         };
         if parser.saw_message_start() {
             if let Some(meter) = bill.as_ref().and_then(Bill::meter) {

@@ -4,11 +4,12 @@
 
 use super::auth::authenticate_from;
 use super::error::ApiError;
-use super::forward::{relay, Prepared};
+use super::forward::{relay, Prepared, RouteInfo};
 use super::headers::upstream_request_headers;
 use super::inspect::{inspect_count_tokens, inspect_messages, InspectError, RequestInfo};
 use super::meter::{Bill, Meter};
 use super::RelayState;
+use crate::balancer::session_key;
 use crate::domain::ApiKey;
 use crate::limits::{estimate, Admission, Ask, ClientHints, EndpointFamily, Expiry, Refusal};
 use axum::body::Body;
@@ -71,7 +72,8 @@ async fn handle(
         }
         (bill, _) => bill,
     };
-    let prepared = prepare(&parts, body, &info, started);
+    let route = route_info(&state, &key, &parts, &info, &body);
+    let prepared = prepare(&parts, body, &info, started, route);
     let result = relay(&state, prepared, bill).await;
     let family = match endpoint {
         Endpoint::Messages => "messages",
@@ -208,6 +210,37 @@ pub(super) fn invalid_request(e: InspectError) -> ApiError {
     ApiError::InvalidRequest(e.to_string())
 }
 
+/// What the balancer needs: the key's binding, the sticky-session key, and
+/// the request's list-price estimate.
+pub(super) fn route_info(
+    state: &RelayState,
+    key: &ApiKey,
+    parts: &Parts,
+    info: &RequestInfo,
+    body: &[u8],
+) -> RouteInfo {
+    let header_session = parts
+        .headers
+        .get("x-claude-code-session-id")
+        .and_then(|v| v.to_str().ok());
+    let est = estimate(
+        &info.model,
+        info.estimated_input_tokens,
+        info.max_tokens,
+        &state.pricing,
+        1.0,
+    );
+    RouteInfo {
+        binding: key.binding,
+        session: session_key(header_session, info.user_id.as_deref(), None).or_else(|| {
+            // No session id: the cacheable prefix keeps the conversation on one account.
+            session_key(None, None, super::rewrite::prefix_hash(body))
+        }),
+        estimated_tokens: est.tokens,
+        estimated_cost_nano: est.billed_cost.0,
+    }
+}
+
 /// The upstream request: the client's path without the relay prefix, its
 /// query, its headers minus the deny-list, and its body bytes untouched.
 pub(super) fn prepare(
@@ -215,6 +248,7 @@ pub(super) fn prepare(
     body: Bytes,
     info: &RequestInfo,
     received_at: Instant,
+    route: RouteInfo,
 ) -> Prepared {
     let mut headers = upstream_request_headers(&parts.headers);
     if !headers.contains_key("anthropic-version") {
@@ -237,6 +271,7 @@ pub(super) fn prepare(
         body,
         model: info.model.clone(),
         received_at,
+        route,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod key_usage;
 pub mod meter;
 pub mod models;
+pub mod rewrite;
 pub mod sse;
 pub mod tap;
 

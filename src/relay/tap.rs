@@ -6,7 +6,7 @@
 
 use super::meter::{Bill, Outcome};
 use super::sse::SseUsageParser;
-use crate::balancer::{Balancer, Lease};
+use crate::balancer::{Balancer, Feedback, Lease};
 use crate::domain::TokenUsage;
 use bytes::Bytes;
 use futures::Stream;
@@ -27,6 +27,16 @@ enum End {
     ClientGone,
 }
 
+/// What the tap reports to the balancer when the stream ends.
+pub struct StreamFeedback {
+    pub balancer: Balancer,
+    pub pricing: std::sync::Arc<crate::usage::pricing::PricingTable>,
+    /// Rate-limit headers of the response (applied on success).
+    pub limits: Option<crate::balancer::RateLimitInfo>,
+    /// When the attempt started (for latency).
+    pub started: tokio::time::Instant,
+}
+
 pub struct Tap {
     /// Chunks read before the stream was committed to this client (already parsed).
     prefix: VecDeque<Bytes>,
@@ -34,7 +44,7 @@ pub struct Tap {
     parser: SseUsageParser,
     bill: Option<Bill>,
     lease: Option<Lease>,
-    balancer: Balancer,
+    feedback: StreamFeedback,
     ttfb: Duration,
     idle_timeout: Duration,
     idle: Pin<Box<tokio::time::Sleep>>,
@@ -51,7 +61,7 @@ impl Tap {
         parser: SseUsageParser,
         bill: Option<Bill>,
         lease: Lease,
-        balancer: Balancer,
+        feedback: StreamFeedback,
         ttfb: Duration,
         idle_timeout: Duration,
     ) -> Tap {
@@ -61,7 +71,7 @@ impl Tap {
             parser,
             bill,
             lease: Some(lease),
-            balancer,
+            feedback,
             ttfb,
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
@@ -71,13 +81,19 @@ impl Tap {
     }
 
     fn finish(&mut self, end: End) {
-        let lease = self.lease.take();
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        let account_id = Some(lease.account_id());
+        let estimated_input = self
+            .bill
+            .as_ref()
+            .and_then(Bill::meter)
+            .map_or(0, |m| m.estimated_input_tokens);
+        let (tokens, estimated) = settled_usage(&self.parser, estimated_input);
+        self.report(&lease, end, &tokens);
+        drop(lease);
         let Some(bill) = self.bill.take() else { return };
-        let account_id = lease.as_ref().map(Lease::account_id);
-        let (tokens, estimated) = settled_usage(
-            &self.parser,
-            bill.meter().map_or(0, |m| m.estimated_input_tokens),
-        );
         let status = match end {
             End::Completed | End::UpstreamError | End::IdleTimeout => 200,
             End::ClientGone => {
@@ -94,12 +110,32 @@ impl Tap {
             status,
             ttfb: Some(self.ttfb),
         });
-        if end == End::Completed && self.parser.error().is_none() {
-            if let Some(id) = account_id {
-                self.balancer.clear_cooldown(id);
+    }
+
+    /// Health feedback: a clean end is a success; an error the client saw
+    /// (event, interruption, idle) counts against the account; a client that
+    /// left says nothing about the account.
+    fn report(&self, lease: &Lease, end: End, tokens: &TokenUsage) {
+        let fb = &self.feedback;
+        let outcome = match end {
+            End::ClientGone => return,
+            End::Completed if self.parser.error().is_none() => {
+                let cost = self
+                    .parser
+                    .model()
+                    .and_then(|m| fb.pricing.cost(m, tokens))
+                    .unwrap_or_default();
+                Feedback::Success {
+                    ttfb: self.ttfb,
+                    latency: fb.started.elapsed(),
+                    tokens: tokens.total(),
+                    cost_nano: cost.0,
+                    limits: fb.limits,
+                }
             }
-        }
-        drop(lease);
+            _ => Feedback::StreamError,
+        };
+        fb.balancer.feedback(lease, outcome);
     }
 }
 

@@ -248,6 +248,13 @@ impl SimUpstream {
     }
 
     /// Turns request recording on or off (on by default; benchmarks turn it off).
+    /// Multiplies the per-minute limits the simulator reports (default 1 = a
+    /// real tier's 4,000 requests a minute); load benchmarks raise it so the
+    /// relay's headroom logic does not rest every account.
+    pub fn set_limit_scale(&self, factor: u64) {
+        self.inner.limits.set_scale(factor);
+    }
+
     pub fn set_recording(&self, on: bool) {
         self.inner.recording.store(on, Ordering::Relaxed);
     }

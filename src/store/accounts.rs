@@ -150,6 +150,7 @@ pub(crate) mod tests {
             access_token: Some(Secret::new("access")),
             refresh_token: Some(Secret::new("refresh")),
             expires_at: Some(Utc::now()),
+            ..Credentials::default()
         };
         b.proxy = None;
         store.put_account(&a).unwrap();

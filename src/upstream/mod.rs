@@ -11,6 +11,7 @@ pub mod api_key;
 pub mod classify;
 pub mod client;
 pub mod oauth;
+pub mod ratelimit;
 
 pub use classify::{classify, Failure, FailureKind};
 
@@ -53,6 +54,9 @@ impl Adapter {
     ) -> Result<Adapter, Error> {
         let client = pool.client(account.proxy.as_ref().map(|p| p.expose()))?;
         Ok(match account.kind {
+            AccountKind::AnthropicCompatible => {
+                Adapter::ApiKey(api_key::ApiKeyAdapter::compatible(account, client)?)
+            }
             AccountKind::AnthropicApiKey => {
                 Adapter::ApiKey(api_key::ApiKeyAdapter::new(account, client)?)
             }

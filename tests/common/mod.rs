@@ -60,7 +60,19 @@ impl TestRelay {
     ) -> TestRelay {
         let mut config = test_config(data_dir.path());
         tweak(&mut config);
-        let app = App::start(config).await.unwrap();
+        // After an in-process restart, connection tasks of the previous relay
+        // may still hold the sled lock for a moment; a new process never sees this.
+        let mut attempts = 0;
+        let app = loop {
+            match App::start(config.clone()).await {
+                Ok(app) => break app,
+                Err(e) if attempts < 100 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("relay did not start: {e}"),
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
