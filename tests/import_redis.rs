@@ -1,5 +1,5 @@
 //! `import-redis` against a real redis-server loaded with the CRS fixture
-//! (../shared/fixtures/crs-redis/dump-no-ttl.rdb): counts, mapped limits,
+//! (tests/fixtures/crs-redis/dump-no-ttl.rdb): counts, mapped limits,
 //! decrypted credentials, usage totals against the fixture's client-seen
 //! usage, dry runs that write nothing, idempotent reruns, the CLI, and the
 //! fixture's raw `cr_...` keys authenticating through the real relay (their
@@ -24,16 +24,10 @@ const ENCRYPTION_KEY: &str = "6260fb9ca27d74bfa13eb30b19b48ed9d846b4e8724c81b202
 const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const FIXTURE_KEYS: usize = 1115;
 
+/// The fixture travels with the repository (a copy of
+/// ../shared/fixtures/crs-redis), so a clean clone on a fresh CI machine has it.
 fn fixture_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // CI: the clone with shared/ beside it; a git worktree one level deeper.
-    [
-        manifest.join("../shared/fixtures/crs-redis"),
-        manifest.join("../../shared/fixtures/crs-redis"),
-    ]
-    .into_iter()
-    .find(|p| p.join("dump-no-ttl.rdb").exists())
-    .expect("the CRS fixture (../shared/fixtures/crs-redis) is missing")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crs-redis")
 }
 
 fn manifest() -> Value {
