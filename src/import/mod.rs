@@ -166,6 +166,10 @@ pub(crate) struct Ctx<'a> {
     offset: FixedOffset,
     /// The same offset as an IANA zone, for imported budgets.
     zone: Option<Tz>,
+    /// The running relay's limit counters, when importing into a live relay:
+    /// seeded budgets go there (the relay checkpoints its own counters over
+    /// the stored ones).
+    live_limits: Option<&'a crate::limits::Limits>,
 }
 
 impl Ctx<'_> {
@@ -193,6 +197,27 @@ pub fn offset_zone(hours: i32) -> Option<Tz> {
 /// that has no store yet (then everything counts as new).
 pub async fn run(
     store: Option<&Store>,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Report, Error> {
+    run_with(store, None, opts, progress).await
+}
+
+/// Runs the import into the store of a running relay: the same as [`run`],
+/// except that budget counters seeded from CRS spend go into the relay's
+/// live `limits` (store writes reach the relay's caches through store events).
+pub async fn run_live(
+    store: &Store,
+    limits: &crate::limits::Limits,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Report, Error> {
+    run_with(Some(store), Some(limits), opts, progress).await
+}
+
+async fn run_with(
+    store: Option<&Store>,
+    live_limits: Option<&crate::limits::Limits>,
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<Report, Error> {
@@ -230,6 +255,7 @@ pub async fn run(
         now: Utc::now(),
         offset,
         zone: offset_zone(opts.tz_offset_hours),
+        live_limits,
     };
     for (on, name) in [
         (opts.only.groups, "groups"),

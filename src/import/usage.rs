@@ -462,7 +462,11 @@ fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), 
     if spend.is_empty() {
         return Ok(());
     }
-    let mut snap: LimitsSnapshot = store.get_state(LIMITS_STATE)?.unwrap_or_default();
+    // A live relay's counters are newer than the stored checkpoint.
+    let mut snap: LimitsSnapshot = match ctx.live_limits {
+        Some(live) => live.snapshot(),
+        None => store.get_state(LIMITS_STATE)?.unwrap_or_default(),
+    };
     let mut index: HashMap<KeyId, usize> = snap
         .keys
         .iter()
@@ -523,6 +527,18 @@ fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), 
     }
     snap.keys.sort_by_key(|k| k.key_id);
     store.put_state_quiet(LIMITS_STATE, &snap)?;
+    if let Some(live) = ctx.live_limits {
+        // Only the keys with imported spend: requests settled since the
+        // snapshot above on other keys are not rolled back.
+        let seeded = LimitsSnapshot {
+            keys: snap
+                .keys
+                .into_iter()
+                .filter(|k| spend.contains_key(&k.key_id))
+                .collect(),
+        };
+        live.restore(seeded);
+    }
     Ok(())
 }
 
