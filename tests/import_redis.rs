@@ -6,6 +6,7 @@
 //! legacy hashes upgraded on first use).
 
 mod common;
+mod crs_support;
 
 use claude_relay::domain::{
     sha256_hex, AccountKind, AccountMode, ApiKey, KeyBinding, KeyStatus, NanoUsd, UsageSubject,
@@ -14,88 +15,11 @@ use claude_relay::import::{self, ImportOptions, NoProgress, Report, Sections};
 use claude_relay::limits::{ClientKind, Expiry, ModelRule};
 use claude_relay::sim::SimUpstream;
 use claude_relay::store::{Store, StoreOptions};
+use crs_support::{by_label, manifest, start_redis, ENCRYPTION_KEY, MASTER_KEY};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-const ENCRYPTION_KEY: &str = "6260fb9ca27d74bfa13eb30b19b48ed9d846b4e8724c81b202861bfc846129d8";
-const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-const FIXTURE_KEYS: usize = 1115;
-
-/// The fixture travels with the repository (a copy of
-/// ../shared/fixtures/crs-redis), so a clean clone on a fresh CI machine has it.
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crs-redis")
-}
-
-fn manifest() -> Value {
-    let text = std::fs::read_to_string(fixture_dir().join("manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// A redis-server on a free loopback port, loaded from the fixture; killed on drop.
-struct Redis {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_redis() -> Redis {
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump.rdb");
-    std::fs::copy(fixture_dir().join("dump-no-ttl.rdb"), &dump).unwrap();
-    let mut perms = std::fs::metadata(&dump).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&dump, perms).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir.path())
-        .args([
-            "--dbfilename",
-            "dump.rdb",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is not installed (apt-get install -y redis-server)");
-    let url = format!("redis://127.0.0.1:{port}/0");
-    let redis = Redis {
-        child,
-        url: url.clone(),
-        _dir: dir,
-    };
-    let client = redis::Client::open(url.as_str()).unwrap();
-    for _ in 0..200 {
-        if let Ok(mut con) = client.get_multiplexed_async_connection().await {
-            let size: redis::RedisResult<usize> = redis::cmd("DBSIZE").query_async(&mut con).await;
-            if size.as_ref().ok() == Some(&FIXTURE_KEYS) {
-                return redis;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis-server did not load the fixture");
-}
+use std::path::Path;
+use std::process::Command;
 
 fn open_store(dir: &Path) -> Store {
     Store::open(&StoreOptions {
@@ -138,15 +62,6 @@ fn our_key(store: &Store, report: &Report, crs_id: &str) -> ApiKey {
     store
         .get_key(claude_relay::domain::KeyId(link.local_id))
         .unwrap()
-        .unwrap()
-}
-
-fn by_label<'a>(m: &'a Value, list: &str, label: &str) -> &'a Value {
-    m[list]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["label"] == label)
         .unwrap()
 }
 
