@@ -111,7 +111,7 @@ fn upsert_group(
 ) -> Result<(), Error> {
     let record = format!("account_group:{crs_id}");
     let incoming_v = to_value(&incoming)?;
-    let link = ctx.links.get(KIND_GROUP, crs_id).cloned();
+    let link = ctx.links.get(KIND_GROUP, crs_id)?;
     let local = match (&link, ctx.store) {
         (Some(l), Some(store)) => store.get_group(GroupId(l.local_id))?,
         _ => None,
@@ -565,7 +565,7 @@ fn upsert_account(
     created: Option<chrono::DateTime<Utc>>,
 ) -> Result<(), Error> {
     let incoming_v = to_value(&incoming)?;
-    let link = ctx.links.get(KIND_ACCOUNT, crs_id).cloned();
+    let link = ctx.links.get(KIND_ACCOUNT, crs_id)?;
     let local = match (&link, ctx.store) {
         (Some(l), Some(store)) => store.get_account(AccountId(l.local_id))?,
         _ => None,
@@ -621,7 +621,7 @@ pub(super) fn put_link(
     // Unchanged links are not rewritten, so a no-op rerun writes nothing.
     if ctx
         .links
-        .get(kind, crs_id)
+        .get(kind, crs_id)?
         .is_some_and(|l| l.local_id == local_id && l.base == base)
     {
         return Ok(());
@@ -631,9 +631,8 @@ pub(super) fn put_link(
         base,
         imported_at: ctx.now,
     };
-    let store = ctx.store;
     let dry = ctx.opts.dry_run;
-    ctx.links.put(store, dry, kind, crs_id, link)?;
+    ctx.links.put(dry, kind, crs_id, link)?;
     Ok(())
 }
 

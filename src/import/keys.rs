@@ -449,7 +449,7 @@ fn upsert_key(
     created: Option<DateTime<Utc>>,
     last_used: Option<DateTime<Utc>>,
 ) -> Result<KeyId, Error> {
-    let link = ctx.links.get(KIND_KEY, crs_id).cloned();
+    let link = ctx.links.get(KIND_KEY, crs_id)?;
     let local = match (&link, ctx.store) {
         (Some(l), Some(store)) => store.get_key(KeyId(l.local_id))?,
         _ => None,

@@ -53,35 +53,49 @@ pub fn three_way(base: &Value, local: &Value, incoming: &Value) -> Merged {
     out
 }
 
-/// CRS id → our id, per kind, for one source.
+/// CRS id → our id, per kind, for one source. Only the ids stay in memory
+/// (a few dozen bytes per record, so 100,000 keys stay small); a link's
+/// merge base is read from the store when its record is merged.
 pub struct Links {
     pub source: String,
-    map: HashMap<(&'static str, String), ImportLink>,
+    store: Option<Store>,
+    ids: HashMap<(&'static str, String), uuid::Uuid>,
 }
 
 impl Links {
-    /// Loads every link of the source (an empty map without a store).
+    /// Loads the ids of every link of the source (none without a store).
     pub fn load(store: Option<&Store>, source: &str) -> Result<Links, store::Error> {
-        let mut map = HashMap::new();
+        let mut ids = HashMap::new();
         if let Some(store) = store {
             for kind in [KIND_KEY, KIND_ACCOUNT, KIND_GROUP] {
                 for (foreign, link) in store.import_links(source, kind)? {
-                    map.insert((kind, foreign), link);
+                    ids.insert((kind, foreign), link.local_id);
                 }
             }
         }
         Ok(Links {
             source: source.to_string(),
-            map,
+            store: store.cloned(),
+            ids,
         })
     }
 
-    pub fn get(&self, kind: &'static str, foreign: &str) -> Option<&ImportLink> {
-        self.map.get(&(kind, foreign.to_string()))
+    /// The stored link, with its merge base. A link made earlier in a dry
+    /// run is not stored: it has an id ([`Links::local_id`]) but no base,
+    /// which is fine because each record is merged once per run.
+    pub fn get(
+        &self,
+        kind: &'static str,
+        foreign: &str,
+    ) -> Result<Option<ImportLink>, store::Error> {
+        match &self.store {
+            Some(store) => store.import_link(&self.source, kind, foreign),
+            None => Ok(None),
+        }
     }
 
     pub fn local_id(&self, kind: &'static str, foreign: &str) -> Option<uuid::Uuid> {
-        self.get(kind, foreign).map(|l| l.local_id)
+        self.ids.get(&(kind, foreign.to_string())).copied()
     }
 
     /// Records a link in memory and, unless dry-running, in the store. The
@@ -90,16 +104,15 @@ impl Links {
     /// record a rerun would duplicate.
     pub fn put(
         &mut self,
-        store: Option<&Store>,
         dry_run: bool,
         kind: &'static str,
         foreign: &str,
         link: ImportLink,
     ) -> Result<(), store::Error> {
-        if let (Some(store), false) = (store, dry_run) {
+        if let (Some(store), false) = (&self.store, dry_run) {
             store.put_import_link(&self.source, kind, foreign, &link)?;
         }
-        self.map.insert((kind, foreign.to_string()), link);
+        self.ids.insert((kind, foreign.to_string()), link.local_id);
         Ok(())
     }
 }

@@ -30,8 +30,9 @@ const CUTOFF_BLOB: &str = "usage/cutoff";
 const LIMITS_STATE: &str = "limits";
 /// CRS keys whose buckets are read per pipeline round.
 const KEYS_PER_BATCH: usize = 200;
-/// Hourly deltas per store transaction.
-const DELTAS_PER_APPLY: usize = 20_000;
+/// Hourly deltas per store transaction. Larger transactions cost as much
+/// per bucket (sled's inserts dominate) but hold more memory while they run.
+const DELTAS_PER_APPLY: usize = 2_000;
 
 /// A bucket reference: level (None = lifetime), interned model and label.
 #[derive(Clone, Copy)]
