@@ -684,3 +684,110 @@ async fn rerun_merges_changes_and_imports_only_new_usage() {
     assert_eq!(after.billed_cost.0 - before.billed_cost.0, 500_000);
     assert_eq!(again.usage.requests, 2, "{again}");
 }
+
+/// `--only` imports just the sections named (the report lists only those),
+/// accounts of platforms claude-relay has no adapter for are counted and
+/// listed as skipped with the reason, and the CRS admin is named from a web
+/// session when the cached credentials have expired (they live 24 h).
+#[tokio::test]
+async fn only_named_sections_and_other_platforms_reported_as_skipped() {
+    let redis = start_redis().await;
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    // The test's own copy of the fixture: accounts of two other platforms
+    // (Gemini as a HASH, Bedrock as a JSON STRING, as CRS stores them), and
+    // the admin's cached credentials gone (their TTL is 24 h in CRS).
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg("gemini_account:g-1")
+        .arg(&["id", "g-1", "name", "gemini one"])
+        .cmd("SADD")
+        .arg("gemini_account:index")
+        .arg("g-1")
+        .cmd("SET")
+        .arg("bedrock_account:b-1")
+        .arg(r#"{"id":"b-1","name":"bedrock one"}"#)
+        .cmd("DEL")
+        .arg("session:admin_credentials")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let store = open_store(data_dir.path());
+    let run = |only: &str| {
+        let mut opts = options(&redis.url, false);
+        opts.only = Sections::parse(only).unwrap();
+        opts
+    };
+
+    let report = import::run(Some(&store), &run("accounts"), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.sections.keys().collect::<Vec<_>>(),
+        vec!["accounts"],
+        "{report}"
+    );
+    let accounts = &report.sections["accounts"];
+    assert_eq!((accounts.read, accounts.created), (7, 5), "{report}");
+    let mut skipped: Vec<(&str, &str)> = accounts
+        .skipped
+        .iter()
+        .map(|s| (s.record.as_str(), s.reason.as_str()))
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        vec![
+            (
+                "bedrock_account:b-1",
+                "Bedrock account: claude-relay has no adapter for this platform"
+            ),
+            (
+                "gemini_account:g-1",
+                "Gemini account: claude-relay has no adapter for this platform"
+            ),
+        ]
+    );
+    // The fixture's admin web sessions (`session:{token}`) name the admin.
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n == "the CRS admin user is \"admin\""),
+        "{report}"
+    );
+    assert!(store.list_keys().unwrap().is_empty());
+    assert!(store.list_groups().unwrap().is_empty());
+    assert_eq!(store.list_accounts().unwrap().len(), 5);
+
+    let report = import::run(Some(&store), &run("groups,keys"), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.sections.keys().collect::<Vec<_>>(),
+        vec!["groups", "keys"]
+    );
+    assert_eq!(section(&report, "keys"), (30, 30, 0, 0, 0));
+    assert_eq!(store.list_groups().unwrap().len(), 1);
+    assert_eq!(
+        store
+            .usage_total(&UsageSubject::Global, None)
+            .unwrap()
+            .requests,
+        0,
+        "usage was not asked for"
+    );
+
+    let report = import::run(Some(&store), &run("usage"), &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.usage.requests > 0);
+    assert_eq!(
+        store
+            .usage_total(&UsageSubject::Global, None)
+            .unwrap()
+            .requests,
+        report.usage.requests
+    );
+}

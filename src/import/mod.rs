@@ -299,24 +299,28 @@ async fn run_with(
     Ok(ctx.report)
 }
 
-/// CRS caches the admin's name in Redis (the password lives in data/init.json).
+/// The CRS admin's name: CRS caches it in `session:admin_credentials` for
+/// 24 h after each start (the password lives in data/init.json); failing
+/// that, a web session (`session:{token}`) names who logged in.
 async fn admin_name(ctx: &mut Ctx<'_>) -> Result<Option<String>, Error> {
-    let types = ctx
-        .src
-        .types(&["session:admin_credentials".to_string()])
-        .await?;
-    if types.first().map(String::as_str) != Some("hash") {
-        return Ok(None);
-    }
-    let maps = ctx
-        .src
-        .hgetall_many(&["session:admin_credentials".to_string()])
-        .await?;
+    let mut candidates = vec!["session:admin_credentials".to_string()];
+    let sessions = ctx.src.scan("session:*").await?;
+    candidates.extend(sessions.into_iter().filter(|k| {
+        k.strip_prefix("session:")
+            .is_some_and(|t| !t.contains(':') && t != "admin_credentials")
+    }));
+    let types = ctx.src.types(&candidates).await?;
+    let hashes: Vec<String> = candidates
+        .into_iter()
+        .zip(types)
+        .filter(|(_, t)| t == "hash")
+        .map(|(k, _)| k)
+        .collect();
+    let maps = ctx.src.hgetall_many(&hashes).await?;
     Ok(maps
         .into_iter()
-        .next()
-        .and_then(|m| m.get("username").cloned())
-        .filter(|u| !u.is_empty()))
+        .filter_map(|m| m.get("username").cloned())
+        .find(|u| !u.is_empty()))
 }
 
 #[cfg(test)]
