@@ -15,6 +15,7 @@
 //! - [`usage`]: pricing, cost, and the batched usage writer.
 //! - [`export`]: key export building blocks: masking engine (31 detectors), CSV safety, streaming JSON/NDJSON/CSV writers, key rows.
 //! - [`graphql`]: the admin API.
+//! - [`import`]: `import-redis`, moving a claude-relay-service deployment in from its Redis.
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
 //! - [`openai`]: OpenAI Chat Completions ⇄ Anthropic Messages translation (requests, replies, streams, errors).
 //! - [`metrics`]: Prometheus metrics (names, recorder, `/metrics`).
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod domain;
 pub mod export;
 pub mod graphql;
+pub mod import;
 pub mod limits;
 pub mod metrics;
 pub mod openai;

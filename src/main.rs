@@ -41,6 +41,27 @@ enum Command {
     Serve(ServeArgs),
     /// Run the relay in front of a built-in simulated upstream with demo accounts and a demo key.
     Demo(ServeArgs),
+    /// Import a claude-relay-service deployment (keys, accounts, groups, usage) from its
+    /// Redis into the store. Run it with the relay stopped; rerunning brings new changes.
+    ImportRedis {
+        /// redis://[:password@]host:port/db of the CRS deployment (only read from).
+        #[arg(long)]
+        redis_url: String,
+        /// The CRS ENCRYPTION_KEY (decrypts account credentials; keeps raw keys working).
+        #[arg(long, env = "CRS_ENCRYPTION_KEY", hide_env_values = true)]
+        crs_encryption_key: String,
+        /// Report what would be imported without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Comma-separated subset of keys,accounts,groups,usage.
+        #[arg(long, default_value = "keys,accounts,groups,usage")]
+        only: String,
+        /// CRS's TIMEZONE_OFFSET in hours (its date buckets use it).
+        #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
+        crs_timezone_offset: i32,
+        #[command(flatten)]
+        target: ServeArgs,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +74,24 @@ fn main() -> anyhow::Result<()> {
         match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
             Command::Serve(args) => serve(args).await,
             Command::Demo(args) => demo(args).await,
+            Command::ImportRedis {
+                redis_url,
+                crs_encryption_key,
+                dry_run,
+                only,
+                crs_timezone_offset,
+                target,
+            } => {
+                let opts = claude_relay::import::ImportOptions {
+                    redis_url,
+                    encryption_key: crs_encryption_key,
+                    dry_run,
+                    only: claude_relay::import::Sections::parse(&only)?,
+                    tz_offset_hours: crs_timezone_offset,
+                    key_prefix: String::new(),
+                };
+                import_redis(opts, target).await
+            }
         }
     })
 }
@@ -116,6 +155,41 @@ async fn demo(args: ServeArgs) -> anyhow::Result<()> {
     );
     println!("{}", claude_relay::demo::instructions(&base_url, &key));
     app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `import-redis`: opens the store directly (the relay must be stopped: sled
+/// locks its directory), runs the importer with a progress bar, prints the report.
+async fn import_redis(
+    mut opts: claude_relay::import::ImportOptions,
+    target: ServeArgs,
+) -> anyhow::Result<()> {
+    let config = load_config(&target)?;
+    opts.key_prefix = config.key_prefix.clone();
+    // A dry run against a data dir without a store creates nothing.
+    let has_store = config.data_dir.join(claude_relay::store::DB_DIR).exists();
+    let store = if opts.dry_run && !has_store {
+        None
+    } else {
+        let store = claude_relay::store::Store::open(&claude_relay::store::StoreOptions {
+            data_dir: config.data_dir.clone(),
+            master_key: config.master_key.clone(),
+            master_key_file: config.master_key_path(),
+            cache_capacity_bytes: config.sled_cache_bytes,
+        })
+        .with_context(|| {
+            format!(
+                "cannot open the store in {} (stop the relay first: the store is locked while it runs)",
+                config.data_dir.display()
+            )
+        })?;
+        Some(store)
+    };
+    let progress = claude_relay::import::BarProgress::default();
+    let result = claude_relay::import::run(store.as_ref(), &opts, &progress).await;
+    progress.finish();
+    let report = result.context("import failed")?;
+    println!("{report}");
     Ok(())
 }
 

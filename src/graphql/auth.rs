@@ -104,6 +104,19 @@ pub(crate) fn require_writer(ctx: &Context<'_>) -> Result<Principal, GqlError> {
     }
 }
 
+/// The calling admin if they are an OWNER, else `FORBIDDEN`: for operations
+/// that hand over secrets of another system or replace data wholesale
+/// (the CRS import).
+pub(crate) fn require_owner(ctx: &Context<'_>) -> Result<Principal, GqlError> {
+    let p = require_admin(ctx)?;
+    match p.admin.role {
+        Role::Owner => Ok(p),
+        Role::Admin | Role::Viewer => Err(GqlError::Forbidden(
+            "only an OWNER may run this operation".into(),
+        )),
+    }
+}
+
 /// Resolves a raw bearer token.
 pub(crate) fn resolve_token(
     store: &Store,

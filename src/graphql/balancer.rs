@@ -183,7 +183,8 @@ impl BalancerQuery {
 #[derive(Default)]
 pub struct Subscription;
 
-#[Subscription]
+// A part of the merged root (mod.rs), which takes the name `Subscription`.
+#[Subscription(name = "BalancerSubscription")]
 impl Subscription {
     /// `balancerStats` pushed every second.
     async fn balancer_stats(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = BalancerStats>> {

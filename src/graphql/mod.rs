@@ -6,6 +6,7 @@
 //! Layout: `http` (transport, auth header, timeout), `auth` (sessions,
 //! roles, passwords, throttling), `bootstrap` (first admin), `session`,
 //! `keys`, `accounts` (resolvers), `usage`, `types`, `scalars`,
+//! `balancer` (live stats), `import` (the CRS Redis import, OWNER only),
 //! `connection` (pagination), `validate` (input checks), `error` (`GqlError`).
 
 mod accounts;
@@ -15,6 +16,7 @@ mod bootstrap;
 mod connection;
 mod error;
 mod http;
+mod import;
 mod keys;
 mod routing;
 mod scalars;
@@ -28,7 +30,7 @@ pub use error::GqlError;
 
 use crate::config::Config;
 use crate::store::Store;
-use async_graphql::{MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
@@ -64,6 +66,7 @@ pub struct Query(
     usage::UsageQuery,
     routing::RoutingQuery,
     balancer::BalancerQuery,
+    import::ImportQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -72,9 +75,13 @@ pub struct Mutation(
     keys::KeyMutation,
     accounts::AccountMutation,
     routing::RoutingMutation,
+    import::ImportMutation,
 );
 
-pub type AdminSchema = Schema<Query, Mutation, balancer::Subscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(balancer::Subscription, import::ImportSubscription);
+
+pub type AdminSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
 const MAX_DEPTH: usize = 16;
@@ -86,8 +93,9 @@ fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
     let builder = Schema::build(
         Query::default(),
         Mutation::default(),
-        balancer::Subscription,
+        Subscription::default(),
     )
+    .data(import::Jobs::default())
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(32)

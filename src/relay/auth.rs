@@ -106,6 +106,13 @@ pub fn authenticate(
     ))?;
     let key = keys
         .lookup(store, &sha256_hex(raw))
+        .and_then(|found| match found {
+            Some(key) => Ok(Some(key)),
+            // Imported keys (claude-relay-service hashes): tried before the 401;
+            // a hit is upgraded to the native hash, whose store event purges
+            // the negative entry the miss above left.
+            None => store.key_by_legacy(raw).map(|k| k.map(Arc::new)),
+        })
         .map_err(|e| {
             tracing::error!(error = %e, "key lookup failed");
             ApiError::Internal

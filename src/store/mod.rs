@@ -1,17 +1,21 @@
 //! The store: the only module that touches sled. Typed trees for keys,
-//! accounts, admins, sessions and usage buckets; secrets sealed by the vault
+//! accounts, admins, sessions, usage buckets, legacy key hashes and import
+//! bookkeeping; secrets sealed by the vault
 //! (AES-256-GCM under the master key); schema version and migrations in `meta`.
 //! Every committed write emits a [`StoreEvent`] so caches and the balancer can refresh.
 //!
 //! This file owns the [`Store`] handle, opening, flushing and events; each
-//! record kind lives in its own file (`keys`, `accounts`, `admins`, `usage`).
+//! record kind lives in its own file (`keys`, `accounts`, `admins`, `usage`,
+//! `legacy`, `imports`).
 //! The public signatures here are a contract other modules code against.
 
 mod accounts;
 mod admins;
 mod groups;
+mod imports;
 mod key_query;
 mod keys;
+mod legacy;
 mod meta;
 mod state;
 mod trees;
@@ -25,7 +29,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub use imports::ImportLink;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
+pub use legacy::{LegacyKeyHash, LegacySource};
 pub use usage::REQUEST_LOG_MAX;
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +126,9 @@ struct Inner {
     requests: sled::Tree,
     groups: sled::Tree,
     state: sled::Tree,
+    legacy_key_hashes: sled::Tree,
+    legacy_sources: sled::Tree,
+    imports: sled::Tree,
     vault: vault::Vault,
     events: broadcast::Sender<StoreEvent>,
     /// Entries in the request log; kept in memory because sled's `len` is a scan.
@@ -167,6 +176,9 @@ impl Store {
             usage: db.open_tree(trees::USAGE)?,
             groups: db.open_tree(trees::GROUPS)?,
             state: db.open_tree(trees::STATE)?,
+            legacy_key_hashes: db.open_tree(trees::LEGACY_KEY_HASHES)?,
+            legacy_sources: db.open_tree(trees::LEGACY_SOURCES)?,
+            imports: db.open_tree(trees::IMPORTS)?,
             request_log_len: AtomicUsize::new(requests.len()),
             requests,
             vault,

@@ -31,6 +31,12 @@ pub(crate) const GROUPS: &str = "groups";
 /// Named blobs: run-time settings, and state other modules persist lazily
 /// (sticky sessions, limit counters), each under its own name.
 pub(crate) const STATE: &str = "state";
+/// Legacy (imported) key hash hex → `LegacyKeyHash` (key id + import source).
+pub(crate) const LEGACY_KEY_HASHES: &str = "legacy_key_hashes";
+/// Import source id → its key-hashing secret, sealed by the vault.
+pub(crate) const LEGACY_SOURCES: &str = "legacy_sources";
+/// Import links (foreign id → our id + base) and checkpoints, sealed.
+pub(crate) const IMPORTS: &str = "imports";
 
 /// The version byte written in front of every encoded value.
 const VALUE_FORMAT: u8 = 1;

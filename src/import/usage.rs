@@ -1,0 +1,587 @@
+//! Usage history: CRS's per key × model counters (`usage:{K}:model:
+//! {alltime|monthly|daily|hourly}:{M}[:{label}]`) and per-account counters
+//! (`account_usage:[{monthly|daily|hourly}:]{A}[:{label}]`) placed onto our
+//! hourly buckets through [`Store::apply_usage`] (see `series.rs` for how),
+//! for the key, key × model, model, global and account subjects. Only what
+//! is new since the previous run's cutoff is imported; checkpoints are kept
+//! per series in the store's import blobs. Budget counters (total, and the
+//! current day and week for keys with CRS budgets) are seeded from the same
+//! placements, so limits continue where CRS left them.
+//!
+//! Memory: one SCAN collects only compact references (interned model and
+//! label ids) grouped by key; values are read key batch by key batch.
+
+use super::merge::{KIND_ACCOUNT, KIND_KEY};
+use super::series::{Checkpoint, Counters, Cutoff, Level, Placement, Series};
+use super::source::Fields;
+use super::{Ctx, Error};
+use crate::domain::{AccountId, KeyId, NanoUsd, UsageSubject, UsageTotals};
+use crate::limits::{
+    is_claude_family, Calendar, FamilyCounter, KeySnapshot, LimitsSnapshot, ModelScope,
+    PeriodCounter,
+};
+use crate::store::UsageBatch;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+
+const SECTION: &str = "usage";
+const CUTOFF_BLOB: &str = "usage/cutoff";
+/// The store's name for the checkpointed limit counters (app.rs `LIMITS_STATE`).
+const LIMITS_STATE: &str = "limits";
+/// CRS keys whose buckets are read per pipeline round.
+const KEYS_PER_BATCH: usize = 200;
+/// Hourly deltas per store transaction. Larger transactions cost as much
+/// per bucket (sled's inserts dominate) but hold more memory while they run.
+const DELTAS_PER_APPLY: usize = 2_000;
+
+/// A bucket reference: level (None = lifetime), interned model and label.
+#[derive(Clone, Copy)]
+struct BucketRef {
+    level: Option<Level>,
+    model: u32,
+    label: u32,
+}
+
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(s.to_string());
+        self.ids.insert(s.to_string(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", String::as_str)
+    }
+}
+
+/// `usage:{K}:model:{level}:{M}[:{label}]`, parsed from the right because
+/// model names may contain `:`.
+fn parse_key_model(key: &str, interner: &mut Interner) -> Option<(String, BucketRef)> {
+    let rest = key.strip_prefix("usage:")?;
+    let (k, rest) = rest.split_once(':')?;
+    let rest = rest.strip_prefix("model:")?;
+    let (level, rest) = rest.split_once(':')?;
+    let (level, model, label) = match level {
+        "alltime" => (None, rest, ""),
+        "monthly" => {
+            let (m, l) = rest.rsplit_once(':')?;
+            (Some(Level::Month), m, l)
+        }
+        "daily" => {
+            let (m, l) = rest.rsplit_once(':')?;
+            (Some(Level::Day), m, l)
+        }
+        "hourly" => {
+            // The label `YYYY-MM-DD:HH` itself holds a colon.
+            let split = rest.len().checked_sub(14)?;
+            let (m, l) = (rest.get(..split)?, rest.get(split + 1..)?);
+            (rest.as_bytes().get(split) == Some(&b':')).then_some(())?;
+            (Some(Level::Hour), m, l)
+        }
+        _ => return None,
+    };
+    if model.is_empty() {
+        return None;
+    }
+    Some((
+        k.to_string(),
+        BucketRef {
+            level,
+            model: interner.id(model),
+            label: interner.id(label),
+        },
+    ))
+}
+
+/// `account_usage:{A}` and `account_usage:{monthly|daily|hourly}:{A}:{label}`.
+fn parse_account(key: &str, interner: &mut Interner) -> Option<(String, BucketRef)> {
+    let rest = key.strip_prefix("account_usage:")?;
+    let (level, rest) = match rest.split_once(':') {
+        None => {
+            return Some((
+                rest.to_string(),
+                BucketRef {
+                    level: None,
+                    model: 0,
+                    label: 0,
+                },
+            ))
+        }
+        Some(("monthly", r)) => (Level::Month, r),
+        Some(("daily", r)) => (Level::Day, r),
+        Some(("hourly", r)) => (Level::Hour, r),
+        Some(_) => return None,
+    };
+    let (a, label) = rest.split_once(':')?;
+    if a == "index" {
+        return None;
+    }
+    Some((
+        a.to_string(),
+        BucketRef {
+            level: Some(level),
+            model: 0,
+            label: interner.id(label),
+        },
+    ))
+}
+
+fn num(f: &Fields, name: &str) -> u64 {
+    super::fields::parse_int(super::fields::text(f, name))
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// Counters of a key × model bucket (or, with `total` names, an account total).
+fn counters(f: &Fields, total: bool) -> Counters {
+    let n = |plain: &str, tot: &str| num(f, if total { tot } else { plain });
+    Counters {
+        requests: n("requests", "totalRequests"),
+        input: n("inputTokens", "totalInputTokens"),
+        output: n("outputTokens", "totalOutputTokens"),
+        cache_create: n("cacheCreateTokens", "totalCacheCreateTokens"),
+        cache_read: n("cacheReadTokens", "totalCacheReadTokens"),
+        ephemeral_1h: n("ephemeral1hTokens", "totalEphemeral1hTokens"),
+        real_micro: num(f, "realCostMicro"),
+        rated_micro: num(f, "ratedCostMicro"),
+    }
+}
+
+fn totals(c: &Counters, priced: bool) -> UsageTotals {
+    let one_hour = c.ephemeral_1h.min(c.cache_create);
+    let list = NanoUsd(c.real_micro.saturating_mul(1000));
+    UsageTotals {
+        requests: c.requests,
+        input_tokens: c.input,
+        output_tokens: c.output,
+        cache_creation_5m_tokens: c.cache_create - one_hour,
+        cache_creation_1h_tokens: one_hour,
+        cache_read_tokens: c.cache_read,
+        list_cost: list,
+        billed_cost: NanoUsd(c.rated_micro.saturating_mul(1000)),
+        unpriced_requests: if priced { 0 } else { c.requests },
+        ..UsageTotals::default()
+    }
+}
+
+fn into_series(
+    refs: &[BucketRef],
+    maps: Vec<Fields>,
+    interner: &Interner,
+    total_names: bool,
+) -> BTreeMap<u32, Series> {
+    let mut out: BTreeMap<u32, Series> = BTreeMap::new();
+    for (r, f) in refs.iter().zip(maps) {
+        let s = out.entry(r.model).or_default();
+        let label = interner.name(r.label).to_string();
+        match r.level {
+            None => s.all = counters(&f, total_names),
+            Some(Level::Month) => {
+                s.months.insert(label, counters(&f, false));
+            }
+            Some(Level::Day) => {
+                s.days.insert(label, counters(&f, false));
+            }
+            Some(Level::Hour) => {
+                s.hours.insert(label, counters(&f, false));
+            }
+        }
+    }
+    out
+}
+
+fn bucket_key(prefix: &str, id: &str, r: &BucketRef, interner: &Interner) -> String {
+    let label = interner.name(r.label);
+    match (prefix, r.level) {
+        ("usage", None) => format!("usage:{id}:model:alltime:{}", interner.name(r.model)),
+        ("usage", Some(l)) => format!(
+            "usage:{id}:model:{}:{}:{label}",
+            level_name(l),
+            interner.name(r.model)
+        ),
+        (_, None) => format!("account_usage:{id}"),
+        (_, Some(l)) => format!("account_usage:{}:{id}:{label}", level_name(l)),
+    }
+}
+
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Month => "monthly",
+        Level::Day => "daily",
+        Level::Hour => "hourly",
+    }
+}
+
+/// Budget counters to seed, per key.
+#[derive(Default)]
+struct Spend {
+    total: u64,
+    /// (hour, billed nanos, Claude-family model)
+    placed: Vec<(DateTime<Utc>, u64, bool)>,
+}
+
+pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
+    let prev_cutoff: Option<Cutoff> = match ctx.store {
+        Some(store) => store.import_blob(&ctx.links.source, CUTOFF_BLOB)?,
+        None => None,
+    };
+    let cutoff = Cutoff::at(ctx.now, ctx.offset);
+    let mut interner = Interner::default();
+    interner.id(""); // id 0: no model / no label
+    let mut by_key: BTreeMap<String, Vec<BucketRef>> = BTreeMap::new();
+    ctx.src
+        .scan_each("usage:*:model:*", |k| {
+            if let Some((key, r)) = parse_key_model(k, &mut interner) {
+                by_key.entry(key).or_default().push(r);
+            }
+        })
+        .await?;
+    let mut by_account: BTreeMap<String, Vec<BucketRef>> = BTreeMap::new();
+    ctx.src
+        .scan_each("account_usage:*", |k| {
+            if let Some((a, r)) = parse_account(k, &mut interner) {
+                by_account.entry(a).or_default().push(r);
+            }
+        })
+        .await?;
+    ctx.progress
+        .phase("usage", (by_key.len() + by_account.len()) as u64);
+    let mut spend: BTreeMap<KeyId, Spend> = BTreeMap::new();
+    let mut deltas: Vec<(UsageSubject, DateTime<Utc>, UsageTotals)> = Vec::new();
+    let keys: Vec<(String, Vec<BucketRef>)> = by_key.into_iter().collect();
+    for batch in keys.chunks(KEYS_PER_BATCH) {
+        let mut names = Vec::new();
+        for (k, refs) in batch {
+            names.extend(refs.iter().map(|r| bucket_key("usage", k, r, &interner)));
+        }
+        let mut maps = ctx.src.hgetall_many(&names).await?.into_iter();
+        for (crs_key, refs) in batch {
+            ctx.progress.advance(1);
+            let fields: Vec<Fields> = maps.by_ref().take(refs.len()).collect();
+            ctx.report.section(SECTION).read += 1;
+            let Some(key_id) = ctx.links.local_id(KIND_KEY, crs_key).map(KeyId) else {
+                ctx.report.skip(
+                    SECTION,
+                    format!("usage:{crs_key}"),
+                    "usage of a key that is not imported (import keys first)",
+                );
+                continue;
+            };
+            let start = ctx
+                .store
+                .and_then(|s| s.get_key(key_id).ok().flatten())
+                .map_or(ctx.now, |k| k.created_at);
+            let series = into_series(refs, fields, &interner, false);
+            let blob = format!("usage/key/{crs_key}");
+            let prev_cp: BTreeMap<String, Checkpoint> = match (ctx.store, &prev_cutoff) {
+                (Some(store), Some(_)) => store
+                    .import_blob(&ctx.links.source, &blob)?
+                    .unwrap_or_default(),
+                _ => BTreeMap::new(),
+            };
+            let mut next_cp = BTreeMap::new();
+            let mut placed_any = false;
+            for (model_id, s) in &series {
+                let model = interner.name(*model_id).to_string();
+                let empty = Checkpoint::default();
+                let prev = prev_cutoff
+                    .as_ref()
+                    .map(|c| (c, prev_cp.get(&model).unwrap_or(&empty)));
+                let placement = Placement {
+                    offset: ctx.offset,
+                    prev,
+                    start,
+                    now: ctx.now,
+                };
+                for (hour, c) in placement.place(s) {
+                    let t = totals(&c, true);
+                    placed_any = true;
+                    add_summary(ctx, &t);
+                    for subject in [
+                        UsageSubject::KeyModel(key_id, model.clone()),
+                        UsageSubject::Key(key_id),
+                        UsageSubject::Model(model.clone()),
+                        UsageSubject::Global,
+                    ] {
+                        deltas.push((subject, hour, t));
+                    }
+                    let sp = spend.entry(key_id).or_default();
+                    sp.total += t.billed_cost.0;
+                    sp.placed
+                        .push((hour, t.billed_cost.0, is_claude_family(&model)));
+                }
+                next_cp.insert(model, s.checkpoint(&cutoff));
+            }
+            note_outcome(ctx, placed_any, prev_cutoff.is_some());
+            flush(ctx, &mut deltas, false)?;
+            if let Some(store) = ctx.writer() {
+                store.put_import_blob(&ctx.links.source, &blob, &next_cp)?;
+            }
+        }
+    }
+    import_account_usage(
+        ctx,
+        by_account,
+        &interner,
+        prev_cutoff.as_ref(),
+        &cutoff,
+        &mut deltas,
+    )
+    .await?;
+    flush(ctx, &mut deltas, true)?;
+    seed_limits(ctx, &spend)?;
+    if let Some(store) = ctx.writer() {
+        store.put_import_blob(&ctx.links.source, CUTOFF_BLOB, &cutoff)?;
+    }
+    if prev_cutoff.is_none() {
+        ctx.report.notes.push(format!(
+            "usage: hours CRS still keeps (7 days) are placed exactly; older days at their local noon and older months at their first day's noon (CRS buckets are in UTC{:+}), so per-hour views of older usage are approximate while totals match CRS",
+            ctx.opts.tz_offset_hours
+        ));
+    }
+    Ok(())
+}
+
+fn note_outcome(ctx: &mut Ctx<'_>, placed: bool, rerun: bool) {
+    let s = ctx.report.section(SECTION);
+    match (placed, rerun) {
+        (true, false) => s.created += 1,
+        (true, true) => s.updated += 1,
+        (false, _) => s.unchanged += 1,
+    }
+}
+
+fn add_summary(ctx: &mut Ctx<'_>, t: &UsageTotals) {
+    let u = &mut ctx.report.usage;
+    u.requests += t.requests;
+    u.input_tokens += t.input_tokens;
+    u.output_tokens += t.output_tokens;
+    u.cache_creation_tokens += t.cache_creation_tokens();
+    u.cache_read_tokens += t.cache_read_tokens;
+    u.billed_cost_nanos += t.billed_cost.0;
+    u.buckets += 1;
+}
+
+/// Applies the collected deltas when there are enough of them (or at the end).
+fn flush(
+    ctx: &mut Ctx<'_>,
+    deltas: &mut Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
+    force: bool,
+) -> Result<(), Error> {
+    if deltas.is_empty() || (!force && deltas.len() < DELTAS_PER_APPLY) {
+        return Ok(());
+    }
+    let batch = UsageBatch {
+        hourly: std::mem::take(deltas),
+        ..UsageBatch::default()
+    };
+    if let Some(store) = ctx.writer() {
+        store.apply_usage(&batch)?;
+    }
+    Ok(())
+}
+
+async fn import_account_usage(
+    ctx: &mut Ctx<'_>,
+    by_account: BTreeMap<String, Vec<BucketRef>>,
+    interner: &Interner,
+    prev_cutoff: Option<&Cutoff>,
+    cutoff: &Cutoff,
+    deltas: &mut Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
+) -> Result<(), Error> {
+    let mut unpriced = false;
+    for (crs_account, refs) in by_account {
+        ctx.progress.advance(1);
+        let Some(account_id) = ctx
+            .links
+            .local_id(KIND_ACCOUNT, &crs_account)
+            .map(AccountId)
+        else {
+            // Usage of accounts not imported (other platforms) stays in CRS.
+            continue;
+        };
+        let names: Vec<String> = refs
+            .iter()
+            .map(|r| bucket_key("account", &crs_account, r, interner))
+            .collect();
+        let maps = ctx.src.hgetall_many(&names).await?;
+        let Some(series) = into_series(&refs, maps, interner, true).remove(&0) else {
+            continue;
+        };
+        let blob = format!("usage/account/{crs_account}");
+        let prev_cp: Checkpoint = match (ctx.store, prev_cutoff) {
+            (Some(store), Some(_)) => store
+                .import_blob(&ctx.links.source, &blob)?
+                .unwrap_or_default(),
+            _ => Checkpoint::default(),
+        };
+        let start = ctx
+            .store
+            .and_then(|s| s.get_account(account_id).ok().flatten())
+            .map_or(ctx.now, |a| a.created_at);
+        let placement = Placement {
+            offset: ctx.offset,
+            prev: prev_cutoff.map(|c| (c, &prev_cp)),
+            start,
+            now: ctx.now,
+        };
+        for (hour, c) in placement.place(&series) {
+            // CRS stores no account cost: the requests are flagged unpriced.
+            unpriced |= c.requests > 0;
+            deltas.push((UsageSubject::Account(account_id), hour, totals(&c, false)));
+        }
+        if let Some(store) = ctx.writer() {
+            store.put_import_blob(&ctx.links.source, &blob, &series.checkpoint(cutoff))?;
+        }
+        flush(ctx, deltas, false)?;
+    }
+    if unpriced {
+        ctx.report.warn(
+            "account usage is imported without cost: CRS does not store per-account cost (requests are flagged unpriced)",
+        );
+    }
+    Ok(())
+}
+
+/// Adds the imported billed cost to the keys' budget counters: the lifetime
+/// total always; the current day and week for keys whose budgets name a zone
+/// (those with CRS daily or weekly Claude limits).
+fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), Error> {
+    let Some(store) = ctx.writer() else {
+        return Ok(());
+    };
+    if spend.is_empty() {
+        return Ok(());
+    }
+    // A live relay's counters are newer than the stored checkpoint.
+    let mut snap: LimitsSnapshot = match ctx.live_limits {
+        Some(live) => live.snapshot(),
+        None => store.get_state(LIMITS_STATE)?.unwrap_or_default(),
+    };
+    let mut index: HashMap<KeyId, usize> = snap
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.key_id, i))
+        .collect();
+    let now = ctx.now;
+    for (key_id, sp) in spend {
+        let Some(key) = store.get_key(*key_id)? else {
+            continue;
+        };
+        let idx = match index.get(key_id) {
+            Some(i) => *i,
+            None => {
+                index.insert(*key_id, snap.keys.len());
+                snap.keys.push(KeySnapshot {
+                    key_id: *key_id,
+                    activated_at: None,
+                    windows: Vec::new(),
+                    daily: PeriodCounter::default(),
+                    weekly: PeriodCounter::default(),
+                    monthly: PeriodCounter::default(),
+                    total: NanoUsd::ZERO,
+                    family: None,
+                });
+                snap.keys.len() - 1
+            }
+        };
+        let ks = &mut snap.keys[idx];
+        ks.total = ks.total.saturating_add(NanoUsd(sp.total));
+        let Some(tz) = key.policy.budgets.time_zone else {
+            continue;
+        };
+        let cal = Calendar {
+            tz,
+            week: key.policy.budgets.weekly_reset,
+        };
+        let (day, week) = (cal.day(now), cal.week(now));
+        let within = |family_only: bool, start: DateTime<Utc>, end: DateTime<Utc>| {
+            sp.placed
+                .iter()
+                .filter(|(t, _, fam)| *t >= start && *t < end && (!family_only || *fam))
+                .map(|(_, n, _)| *n)
+                .sum::<u64>()
+        };
+        let day_spend = within(false, day.start, day.end);
+        if key.policy.budgets.daily.is_some() && day_spend > 0 {
+            add_period(&mut ks.daily, day.start, day.end, day_spend);
+        }
+        let family_spend = within(true, week.start, week.end);
+        if key.policy.budgets.family_weekly.is_some() && family_spend > 0 {
+            let fam = ks.family.get_or_insert_with(|| FamilyCounter {
+                scope: ModelScope::AllClaude,
+                week: PeriodCounter::default(),
+            });
+            add_period(&mut fam.week, week.start, week.end, family_spend);
+        }
+    }
+    snap.keys.sort_by_key(|k| k.key_id);
+    store.put_state_quiet(LIMITS_STATE, &snap)?;
+    if let Some(live) = ctx.live_limits {
+        // Only the keys with imported spend: requests settled since the
+        // snapshot above on other keys are not rolled back.
+        let seeded = LimitsSnapshot {
+            keys: snap
+                .keys
+                .into_iter()
+                .filter(|k| spend.contains_key(&k.key_id))
+                .collect(),
+        };
+        live.restore(seeded);
+    }
+    Ok(())
+}
+
+fn add_period(p: &mut PeriodCounter, start: DateTime<Utc>, end: DateTime<Utc>, nanos: u64) {
+    if p.start == Some(start) && p.end == Some(end) {
+        p.used = p.used.saturating_add(NanoUsd(nanos));
+    } else {
+        *p = PeriodCounter {
+            start: Some(start),
+            end: Some(end),
+            used: NanoUsd(nanos),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_keys_parse_from_the_right() {
+        let mut i = Interner::default();
+        i.id("");
+        let (k, r) = parse_key_model(
+            "usage:abc:model:hourly:us.anthropic:claude/x:2026-11-26:23",
+            &mut i,
+        )
+        .unwrap();
+        assert_eq!(k, "abc");
+        assert_eq!(r.level, Some(Level::Hour));
+        assert_eq!(i.name(r.model), "us.anthropic:claude/x");
+        assert_eq!(i.name(r.label), "2026-11-26:23");
+        let (_, r) = parse_key_model("usage:abc:model:daily:m:1:2026-11-26", &mut i).unwrap();
+        assert_eq!((i.name(r.model), i.name(r.label)), ("m:1", "2026-11-26"));
+        let (_, r) = parse_key_model("usage:abc:model:alltime:m:1", &mut i).unwrap();
+        assert_eq!((r.level, i.name(r.model)), (None, "m:1"));
+        assert!(parse_key_model("usage:model:daily:m:2026-11-26", &mut i).is_none());
+        assert!(parse_key_model("usage:abc:model:hourly:x", &mut i).is_none());
+        let (a, r) = parse_account("account_usage:hourly:acc:2026-11-26:23", &mut i).unwrap();
+        assert_eq!((a.as_str(), i.name(r.label)), ("acc", "2026-11-26:23"));
+        assert!(parse_account("account_usage:daily:index:2026-11-26", &mut i).is_none());
+        assert!(parse_account("account_usage:model:daily:acc:m:2026-11-26", &mut i).is_none());
+        assert_eq!(parse_account("account_usage:acc", &mut i).unwrap().0, "acc");
+    }
+}
