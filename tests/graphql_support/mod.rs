@@ -123,6 +123,7 @@ impl Harness {
             role,
             created_at: now,
             password_changed_at: now,
+            disabled: false,
         };
         self.store.put_admin(&admin).unwrap();
         admin
