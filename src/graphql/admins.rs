@@ -15,10 +15,12 @@ use crate::store::Store;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 use chrono::Utc;
 
+/// One admin in a page of admins.
 #[derive(SimpleObject)]
 pub struct AdminEdge {
     /// Opaque position of this admin in the list.
     pub cursor: String,
+    /// The admin.
     pub node: AdminNode,
 }
 
@@ -27,7 +29,9 @@ pub struct AdminEdge {
 pub struct AdminConnection {
     /// Admins across all pages.
     pub total_count: usize,
+    /// This page's admins with their cursors.
     pub edges: Vec<AdminEdge>,
+    /// Whether more pages follow, and where this one ends.
     pub page_info: PageInfo,
 }
 
@@ -75,51 +79,66 @@ pub struct CreateAdminInput {
     pub username: String,
     /// 12 to 1024 characters, not the username.
     pub password: String,
+    /// What the new admin may do.
     pub role: Role,
 }
 
+/// What `createAdmin` returns.
 #[derive(SimpleObject)]
 pub struct CreateAdminPayload {
+    /// The admin created.
     pub admin: AdminNode,
 }
 
 /// Fields left out stay as they are.
 #[derive(InputObject)]
 pub struct UpdateAdminInput {
+    /// The admin to change.
     pub id: ID,
+    /// The new role; demoting the last enabled OWNER is a CONFLICT.
     pub role: Option<Role>,
     /// A disabled admin cannot log in; disabling ends their sessions.
     pub disabled: Option<bool>,
 }
 
+/// What `updateAdmin` returns.
 #[derive(SimpleObject)]
 pub struct UpdateAdminPayload {
+    /// The admin as changed.
     pub admin: AdminNode,
     /// Sessions ended by this change (when disabling).
     pub revoked_sessions: usize,
 }
 
+/// Which admin `deleteAdmin` removes.
 #[derive(InputObject)]
 pub struct DeleteAdminInput {
+    /// The admin to remove.
     pub id: ID,
 }
 
+/// What `deleteAdmin` returns.
 #[derive(SimpleObject)]
 pub struct DeleteAdminPayload {
+    /// The id of the removed admin.
     pub deleted_id: ID,
     /// The deleted admin's sessions, ended (their WebSockets are closed).
     pub revoked_sessions: usize,
 }
 
+/// A new password for another admin.
 #[derive(InputObject)]
 pub struct ResetAdminPasswordInput {
+    /// The admin whose password is set.
     pub id: ID,
     /// 12 to 1024 characters, not the username.
     pub new_password: String,
 }
 
+/// What `resetAdminPassword` returns.
 #[derive(SimpleObject)]
 pub struct ResetAdminPasswordPayload {
+    /// The admin with the new password.
     pub admin: AdminNode,
     /// The admin's sessions ended by the reset (the caller's own is kept).
     pub revoked_sessions: usize,

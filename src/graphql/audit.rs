@@ -295,10 +295,12 @@ impl From<AuditEntry> for AuditEntryNode {
     }
 }
 
+/// One entry in a page of the audit log.
 #[derive(SimpleObject)]
 pub struct AuditEntryEdge {
     /// Opaque position of this entry in the log.
     pub cursor: String,
+    /// The entry.
     pub node: AuditEntryNode,
 }
 
@@ -307,7 +309,9 @@ pub struct AuditEntryEdge {
 pub struct AuditEntryConnection {
     /// Entries matching the filter, across all pages.
     pub total_count: usize,
+    /// This page's entries with their cursors.
     pub edges: Vec<AuditEntryEdge>,
+    /// Whether more pages follow, and where this one ends.
     pub page_info: super::connection::PageInfo,
 }
 
