@@ -1077,3 +1077,37 @@ async fn the_playground_is_served_from_the_binary() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(data(&v)["me"]["username"], OWNER);
 }
+
+#[tokio::test]
+async fn resetting_the_generated_admins_password_deletes_its_file() {
+    let h = Harness::start_with(|c| {
+        c.admin_user = None;
+        c.admin_password = None;
+    })
+    .await;
+    let file = claude_relay::graphql::password_file(&h.config);
+    let generated = std::fs::read_to_string(&file).unwrap();
+    let token = h
+        .login(claude_relay::graphql::DEFAULT_ADMIN, generated.trim())
+        .await;
+    let me = h.post(Some(&token), "{ me { id } }", json!({})).await;
+    let id = data(&me)["me"]["id"].as_str().unwrap().to_string();
+    let r = h
+        .post(
+            Some(&token),
+            "mutation($i: ResetAdminPasswordInput!) { resetAdminPassword(input: $i) { revokedSessions } }",
+            json!({ "i": { "id": id, "newPassword": "chosen-by-the-owner-1" } }),
+        )
+        .await;
+    assert_eq!(
+        data(&r)["resetAdminPassword"]["revokedSessions"],
+        0,
+        "own session kept"
+    );
+    assert!(!file.exists(), "the dead generated password file is gone");
+    h.login(
+        claude_relay::graphql::DEFAULT_ADMIN,
+        "chosen-by-the-owner-1",
+    )
+    .await;
+}

@@ -5,7 +5,10 @@
 //! `CONFLICT`. Disabling, deleting and resetting a password end the
 //! admin's sessions, which also closes their WebSockets (see `http`).
 
-use super::auth::{hash_password, require_auditor, require_owner, services};
+use super::auth::{
+    hash_password, require_auditor, require_owner, services, verify_password, Services,
+};
+use super::bootstrap;
 use super::connection::{paginate, PageInfo, SortKey, DEFAULT_PAGE};
 use super::error::GqlError;
 use super::types::{AdminNode, Role};
@@ -151,6 +154,19 @@ fn load(store: &Store, id: &ID) -> Result<Admin, GqlError> {
         .ok_or_else(|| GqlError::NotFound("no admin with this id".into()))
 }
 
+/// When `admin` is the generated first admin and its password still is the
+/// one in the generated password file, that file now holds a dead password:
+/// delete it (as `changePassword` does), so it cannot mislead anyone.
+async fn retire_generated_password(svc: &Services, admin: &Admin) {
+    let Ok(content) = std::fs::read_to_string(bootstrap::password_file(&svc.config)) else {
+        return;
+    };
+    let old = content.trim_end_matches(['\n', '\r']).to_string();
+    if let Ok(true) = verify_password(Some(admin.password_hash.clone()), old.clone()).await {
+        bootstrap::forget_generated_password(&svc.config, &old);
+    }
+}
+
 fn is_active_owner(a: &Admin) -> bool {
     a.role == domain::Role::Owner && !a.disabled
 }
@@ -254,6 +270,7 @@ impl AdminMutation {
         let _guard = svc.writes.lock().await;
         let before = load(&svc.store, &input.id)?;
         keep_an_owner(&svc.store, &before, None)?;
+        retire_generated_password(svc, &before).await;
         let revoked = svc.store.delete_admin(before.id).map_err(GqlError::from)?;
         tracing::info!(admin.id = %before.id, revoked, "admin deleted");
         Ok(DeleteAdminPayload {
@@ -277,6 +294,7 @@ impl AdminMutation {
         let _guard = svc.writes.lock().await;
         // Re-read under the lock: the admin may have changed while hashing.
         let mut admin = load(&svc.store, &input.id)?;
+        retire_generated_password(svc, &admin).await;
         admin.password_hash = hash;
         admin.password_changed_at = Utc::now();
         svc.store.put_admin(&admin).map_err(GqlError::from)?;
