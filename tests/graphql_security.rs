@@ -5,6 +5,7 @@
 //! masking (including search), the body-size limit, introspection off,
 //! `trusted_proxies`, slow-operation metrics and the embedded playground.
 
+mod common;
 mod graphql_support;
 
 use claude_relay::domain::Role;
@@ -299,7 +300,7 @@ async fn a_viewer_sees_no_secret_and_no_free_text_in_clear() {
     let viewer = viewer_token(&h).await;
     let everything = "{ apiKeys { edges { node { name description tags displayPrefix } } } \
         accounts { edges { node { name apiKey accessToken refreshToken proxy baseUrl } } } \
-        groups { name description } me { username role } }";
+        groups { name description } me { username role } balancerStats { accounts { name } } }";
     let seen = h.post(Some(&viewer), everything, json!({})).await;
     let text = data(&seen).to_string();
     for clear in [
@@ -1110,4 +1111,37 @@ async fn resetting_the_generated_admins_password_deletes_its_file() {
         "chosen-by-the-owner-1",
     )
     .await;
+}
+
+#[tokio::test]
+async fn balancer_stats_mask_account_names_for_viewers() {
+    // The full relay: its balancer follows the accounts in the store.
+    let relay = common::TestRelay::start().await;
+    relay
+        .add_account("pool helen@example.com", "sk-ant-api03-upstream", 1)
+        .await;
+    relay
+        .gql(
+            "mutation { createAdmin(input: {username: \"v\", password: \"viewer-pass-1234\", role: VIEWER}) { admin { id } } }",
+            json!({}),
+        )
+        .await;
+    let viewer = relay.login("v", "viewer-pass-1234").await;
+    let q = "{ balancerStats { accounts { name } } }";
+    let mut owner_view = Value::Null;
+    for _ in 0..100 {
+        owner_view = relay.gql(q, json!({})).await;
+        if owner_view.to_string().contains("helen@example.com") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        owner_view.to_string().contains("helen@example.com"),
+        "{owner_view}"
+    );
+    let seen = relay.gql_as(Some(&viewer), q, json!({})).await;
+    let text = data(&seen).to_string();
+    assert!(!text.contains("helen@example.com"), "{text}");
+    assert!(text.contains("pool [REDACTED:email]"), "{text}");
 }

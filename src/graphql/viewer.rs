@@ -52,7 +52,8 @@ pub(crate) fn texts(ctx: &Context<'_>, list: &[String]) -> Vec<String> {
 }
 
 /// The caller's masker, or `None` when the caller sees text as stored.
-fn masker_for(ctx: &Context<'_>) -> Option<Masker> {
+/// For streams, which outlive the context: take it once at subscribe time.
+pub(crate) fn masker_for(ctx: &Context<'_>) -> Option<Masker> {
     if !is_viewer(ctx) {
         return None;
     }
