@@ -11,6 +11,7 @@ mod accounts;
 mod admins;
 mod audit;
 mod groups;
+mod key_query;
 mod keys;
 mod meta;
 mod state;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use audit::{AuditEntry, AuditRetention};
+pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use usage::REQUEST_LOG_MAX;
 
 #[derive(Debug, thiserror::Error)]
