@@ -555,6 +555,8 @@ fn stored_audit(h: &Harness) -> String {
 #[tokio::test]
 async fn mutations_and_logins_are_audited_without_secrets() {
     let h = Harness::start().await;
+    let typo = h.try_login("Pa55word-in-the-name-field", "x").await;
+    assert_eq!(code(&typo), "UNAUTHENTICATED");
     let bad = h.try_login(OWNER, "not-the-password-9").await;
     assert_eq!(code(&bad), "UNAUTHENTICATED");
     let owner = h.owner_token().await;
@@ -653,18 +655,21 @@ async fn mutations_and_logins_are_audited_without_secrets() {
             "createApiKey",
             "createAccount",
             "login",
+            "login",
             "login"
         ],
         "newest first"
     );
     let by = |action: &str| entries.iter().find(|e| e["action"] == action).unwrap();
-    let failed = entries.last().unwrap();
+    let typo = entries.last().unwrap();
+    assert_eq!(typo["changes"]["username"], "[unknown user]");
+    let failed = &entries[entries.len() - 2];
     assert_eq!(failed["outcome"], "UNAUTHENTICATED");
     assert!(failed["adminId"].is_null());
     assert_eq!(failed["changes"]["username"], OWNER);
     assert_eq!(failed["changes"]["password"], "[REDACTED]");
     assert_eq!(failed["clientAddress"], "127.0.0.1");
-    let ok_login = &entries[entries.len() - 2];
+    let ok_login = &entries[entries.len() - 3];
     assert_eq!(ok_login["outcome"], "OK");
     assert_eq!(ok_login["adminUsername"], OWNER);
     assert_eq!(by("createAccount")["target"], account_id.as_str());
@@ -691,7 +696,7 @@ async fn mutations_and_logins_are_audited_without_secrets() {
     );
     assert_eq!(by("createAdmin")["changes"]["input"]["role"], "VIEWER");
     assert_eq!(by("changePassword")["outcome"], "OK");
-    assert_eq!(data(&log)["auditLog"]["totalCount"], 9);
+    assert_eq!(data(&log)["auditLog"]["totalCount"], 10);
 
     // Nothing secret reached the store, whatever field it could hide in.
     let stored = stored_audit(&h);
@@ -705,6 +710,7 @@ async fn mutations_and_logins_are_audited_without_secrets() {
         "not-the-password-9",
         "erin@example.com",
         "frank@example.com",
+        "Pa55word-in-the-name-field",
     ] {
         assert!(!stored.contains(secret), "{secret} stored in the audit log");
     }
@@ -719,7 +725,7 @@ async fn mutations_and_logins_are_audited_without_secrets() {
             &h.post(Some(&owner), &q("{action: \"login\"}"), json!({}))
                 .await
         ),
-        2
+        3
     );
     assert_eq!(
         count(
@@ -753,7 +759,7 @@ async fn mutations_and_logins_are_audited_without_secrets() {
             json!({}),
         )
         .await;
-    assert_eq!(count(&r), 9);
+    assert_eq!(count(&r), 10);
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@
 //! other string goes through the `Masker`. Results are never stored (they
 //! may hold a new key's secret or a session token).
 //!
+//! A failed login's username is kept only when it names an existing admin
+//! (an unknown one is often a password typed into the wrong field).
+//!
 //! Mutations sent without a valid session are not recorded (they changed
 //! nothing and would let anyone push real entries out of the bounded log);
 //! login attempts always are.
@@ -49,6 +52,8 @@ const SECRET_NAMES: &[&str] = &[
     "header",
     "authorization",
 ];
+/// What replaces a login name that matches no admin.
+pub(crate) const UNKNOWN_USER: &str = "[unknown user]";
 /// Longest string kept in an entry; longer ones are cut (after masking).
 const MAX_STRING_CHARS: usize = 512;
 
@@ -119,6 +124,10 @@ impl Extension for AuditExtension {
             // Unauthenticated mutations did nothing; see the module docs.
             (None, _) => return result,
         };
+        let mut arguments = arguments;
+        if action == "login" {
+            forget_unknown_username(&svc, &mut arguments);
+        }
         let target = target_of(&arguments)
             .or_else(|| {
                 result
@@ -188,6 +197,23 @@ fn login_admin(svc: &Services, args: &serde_json::Value) -> (Option<AdminId>, Op
     match svc.store.admin_by_username(name.trim()) {
         Ok(Some(a)) => (Some(a.id), Some(a.username)),
         _ => (None, None),
+    }
+}
+
+/// A login name that matches no admin is often a password typed into the
+/// wrong field: keep it out of the log.
+fn forget_unknown_username(svc: &Services, args: &mut serde_json::Value) {
+    let known = args
+        .get("username")
+        .and_then(|v| v.as_str())
+        .is_some_and(|name| matches!(svc.store.admin_by_username(name.trim()), Ok(Some(_))));
+    if !known {
+        if let Some(obj) = args.as_object_mut() {
+            obj.insert(
+                "username".into(),
+                serde_json::Value::String(UNKNOWN_USER.into()),
+            );
+        }
     }
 }
 
