@@ -1,14 +1,17 @@
 //! Slow-operation detection: the [`SlowQueries`] schema extension times
 //! every query and mutation, records the duration in a Prometheus histogram
 //! and, over `graphql.slow_query_threshold_ms`, logs a warning with the
-//! operation's name and type and counts it. Never the query text: it may
+//! operation's name and type and counts it. Root fields over the threshold
+//! are logged too (one timer per root field is cheap; nested fields are not
+//! timed), so a slow operation names the field that made it slow. Never the query text: it may
 //! hold literals such as passwords (conventions.md "Logs and audit").
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextResolve,
+    ResolveInfo,
 };
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
-use async_graphql::{Response, ServerResult, Variables};
+use async_graphql::{Response, ServerResult, Value, Variables};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,5 +99,29 @@ impl Extension for SlowQueryExtension {
             );
         }
         response
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if info.path_node.parent.is_some() || info.is_for_introspection {
+            return next.run(ctx, info).await;
+        }
+        let start = Instant::now();
+        let field = info.name.to_string();
+        let parent = info.parent_type.to_string();
+        let result = next.run(ctx, info).await;
+        let elapsed = start.elapsed();
+        if elapsed >= self.threshold {
+            tracing::warn!(
+                graphql.field = %format!("{parent}.{field}"),
+                duration_ms = elapsed.as_millis() as u64,
+                "slow admin API field"
+            );
+        }
+        result
     }
 }
