@@ -3,7 +3,7 @@
 //! relay runs live in [`RuntimeSettings`] behind an `ArcSwap`.
 
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,6 +52,108 @@ pub struct Config {
     pub image_fetch_max_bytes: usize,
     /// Time for one image fetch, all included.
     pub image_fetch_timeout: Duration,
+    /// Admin API limits, introspection, slow-query threshold and audit retention.
+    pub graphql: GraphqlConfig,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Real-IP` are believed
+    /// (admin login throttling and the audit log's client address). Empty:
+    /// the peer address is the client address.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// The admin API's guard rails (TOML table `[graphql]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphqlConfig {
+    /// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    /// Largest accepted POST body on `/graphql`; larger ones answer 413.
+    pub max_body_bytes: usize,
+    /// Whether `__schema` / `__type` are answered (GraphiQL needs them).
+    pub introspection: bool,
+    /// Operations slower than this are logged (name and duration only) and counted.
+    pub slow_query_threshold: Duration,
+    /// Audit entries kept at most (oldest dropped first).
+    pub audit_max_entries: usize,
+    /// Audit entries older than this are dropped.
+    pub audit_max_age: Duration,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        GraphqlConfig {
+            max_depth: 16,
+            max_complexity: 2000,
+            max_body_bytes: 1024 * 1024,
+            introspection: true,
+            slow_query_threshold: Duration::from_millis(500),
+            audit_max_entries: 100_000,
+            audit_max_age: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+}
+
+/// An address block such as `10.0.0.0/8`, `::1/128` or a bare address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has an invalid prefix length"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Config {
@@ -88,6 +190,8 @@ impl Default for Config {
             fetch_image_urls: false,
             image_fetch_max_bytes: 5 * 1024 * 1024,
             image_fetch_timeout: Duration::from_secs(10),
+            graphql: GraphqlConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -121,6 +225,21 @@ pub struct FileConfig {
     pub fetch_image_urls: Option<bool>,
     pub image_fetch_max_bytes: Option<usize>,
     pub image_fetch_timeout_secs: Option<u64>,
+    pub trusted_proxies: Option<Vec<Cidr>>,
+    pub graphql: Option<FileGraphqlConfig>,
+}
+
+/// `[graphql]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGraphqlConfig {
+    pub max_depth: Option<usize>,
+    pub max_complexity: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub introspection: Option<bool>,
+    pub slow_query_threshold_ms: Option<u64>,
+    pub audit_max_entries: Option<usize>,
+    pub audit_max_age_days: Option<u64>,
 }
 
 /// Command-line values that override everything else.
@@ -225,6 +344,29 @@ impl Config {
         if let Some(v) = env("RELAY_OAUTH_TOKEN_URL") {
             cfg.oauth_token_url = v;
         }
+        if let Some(v) = env("RELAY_TRUSTED_PROXIES") {
+            cfg.trusted_proxies = v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(str::parse)
+                .collect::<Result<_, String>>()
+                .map_err(|message| Error::Env {
+                    name: "RELAY_TRUSTED_PROXIES",
+                    message,
+                })?;
+        }
+        if let Some(v) = env("RELAY_GRAPHQL_INTROSPECTION") {
+            cfg.graphql.introspection = match v.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(Error::Env {
+                        name: "RELAY_GRAPHQL_INTROSPECTION",
+                        message: format!("expected true or false, got {v:?}"),
+                    })
+                }
+            };
+        }
         if let Some(listen) = flags.listen {
             cfg.listen = listen;
         }
@@ -311,6 +453,33 @@ impl Config {
         if let Some(v) = f.image_fetch_timeout_secs {
             self.image_fetch_timeout = secs(v);
         }
+        if let Some(v) = f.trusted_proxies {
+            self.trusted_proxies = v;
+        }
+        if let Some(g) = f.graphql {
+            let c = &mut self.graphql;
+            if let Some(v) = g.max_depth {
+                c.max_depth = v.max(1);
+            }
+            if let Some(v) = g.max_complexity {
+                c.max_complexity = v.max(1);
+            }
+            if let Some(v) = g.max_body_bytes {
+                c.max_body_bytes = v.max(1024);
+            }
+            if let Some(v) = g.introspection {
+                c.introspection = v;
+            }
+            if let Some(v) = g.slow_query_threshold_ms {
+                c.slow_query_threshold = Duration::from_millis(v);
+            }
+            if let Some(v) = g.audit_max_entries {
+                c.audit_max_entries = v.max(1);
+            }
+            if let Some(v) = g.audit_max_age_days {
+                c.audit_max_age = secs(v.max(1).saturating_mul(24 * 3600));
+            }
+        }
     }
 
     /// The master key file: the configured path, else `master.key` in the data dir.
@@ -350,6 +519,42 @@ mod tests {
         assert_eq!(cfg.listen.port(), 4000);
         assert_eq!(cfg.max_failover_attempts, 5);
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn graphql_table_and_trusted_proxies_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n[graphql]\nintrospection = false\nslow_query_threshold_ms = 250\nmax_body_bytes = 4096\n",
+        )
+        .unwrap();
+        let mut cfg = Config::default();
+        cfg.apply_file(read_file_config(&path).unwrap());
+        assert!(!cfg.graphql.introspection);
+        assert_eq!(cfg.graphql.slow_query_threshold, Duration::from_millis(250));
+        assert_eq!(cfg.graphql.max_body_bytes, 4096);
+        assert_eq!(cfg.trusted_proxies.len(), 2);
+        assert!(cfg.trusted_proxies[0].contains("10.2.3.4".parse().unwrap()));
+        assert!(!cfg.trusted_proxies[0].contains("11.2.3.4".parse().unwrap()));
+        assert!(cfg.trusted_proxies[1].contains("::1".parse().unwrap()));
+        assert!(cfg.trusted_proxies[0].contains("::ffff:10.0.0.9".parse().unwrap()));
+        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/33\"]\n").unwrap();
+        assert!(matches!(read_file_config(&path), Err(Error::Parse { .. })));
+    }
+
+    #[test]
+    fn cidr_edges() {
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        let one: Cidr = "192.168.1.7".parse().unwrap();
+        assert!(one.contains("192.168.1.7".parse().unwrap()));
+        assert!(!one.contains("192.168.1.8".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!("nonsense".parse::<Cidr>().is_err());
     }
 
     #[test]

@@ -423,6 +423,10 @@ pub struct Admin {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub password_changed_at: DateTime<Utc>,
+    /// A disabled admin cannot log in and has no sessions. Absent in records
+    /// written before it existed, hence the default.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// A logged-in admin session. The token is kept only as a SHA-256 hex hash.

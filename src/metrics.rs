@@ -23,6 +23,13 @@ pub const USAGE_FLUSH_FAILURES_TOTAL: &str = "relay_usage_flush_failures_total";
 /// Streams ended by the client before upstream finished.
 pub const CLIENT_DISCONNECTS_TOTAL: &str = "relay_client_disconnects_total";
 
+/// Admin API operations that took longer than `graphql.slow_query_threshold_ms`.
+pub const GRAPHQL_SLOW_OPERATIONS_TOTAL: &str = "relay_graphql_slow_operations_total";
+/// Duration of every admin API operation (query, mutation, subscription set-up).
+pub const GRAPHQL_OPERATION_SECONDS: &str = "relay_graphql_operation_seconds";
+/// Audit entries that could not be written (the mutation itself went through).
+pub const AUDIT_WRITE_FAILURES_TOTAL: &str = "relay_audit_write_failures_total";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the global recorder once (later calls, e.g. from tests starting
@@ -95,4 +102,17 @@ pub fn usage_flushed(records: u64) {
 
 pub fn usage_flush_failed() {
     metrics::counter!(USAGE_FLUSH_FAILURES_TOTAL).increment(1);
+}
+
+/// One finished admin API operation; `slow` when over the configured threshold.
+/// Labelled by operation type only: operation names are client-chosen and unbounded.
+pub fn graphql_operation(kind: &'static str, d: Duration, slow: bool) {
+    metrics::histogram!(GRAPHQL_OPERATION_SECONDS, "type" => kind).record(d.as_secs_f64());
+    if slow {
+        metrics::counter!(GRAPHQL_SLOW_OPERATIONS_TOTAL, "type" => kind).increment(1);
+    }
+}
+
+pub fn audit_write_failed() {
+    metrics::counter!(AUDIT_WRITE_FAILURES_TOTAL).increment(1);
 }

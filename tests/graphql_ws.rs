@@ -30,7 +30,8 @@ async fn sockets_authenticate_in_connection_init_and_follow_the_session() {
     assert_eq!(created["data"]["createApiKey"]["apiKey"]["name"], "from ws");
     assert_eq!(ws.recv_json().await["type"], "complete");
 
-    // Logging out over HTTP ends the socket's authority at once.
+    // Logging out over HTTP closes the socket at once (conventions.md:
+    // revoked sessions close their sockets).
     let out = h
         .post(
             Some(&token),
@@ -39,11 +40,65 @@ async fn sockets_authenticate_in_connection_init_and_follow_the_session() {
         )
         .await;
     graphql_support::data(&out);
-    let refused = ws.run("3", "{ me { username } }").await;
-    assert_eq!(
-        refused["errors"][0]["extensions"]["code"],
-        "UNAUTHENTICATED"
-    );
+    assert_closed_as_revoked(&mut ws).await;
+}
+
+/// The next frame is the 4403 close sent when the session ended.
+async fn assert_closed_as_revoked(ws: &mut Ws) {
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), ws.recv())
+        .await
+        .expect("the socket was not closed");
+    match frame {
+        Frame::Close(code, reason) => {
+            assert_eq!(code, 4403);
+            assert!(reason.contains("revoked"), "{reason}");
+        }
+        Frame::Text(t) => panic!("expected a close, got {t}"),
+    }
+}
+
+#[tokio::test]
+async fn deleting_or_disabling_an_admin_closes_their_subscriptions() {
+    let h = Harness::start().await;
+    let owner = h.owner_token().await;
+    for action in ["disable", "delete"] {
+        let name = format!("sub-{action}");
+        let admin = h.add_admin(
+            &name,
+            "subscriber-pass-1",
+            claude_relay::domain::Role::Admin,
+        );
+        let token = h.login(&name, "subscriber-pass-1").await;
+        let mut ws = Ws::connect(h.addr).await;
+        ws.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        assert_eq!(ws.recv_json().await["type"], "connection_ack");
+        let first = ws.run("s", "subscription { balancerStats { at } }").await;
+        assert!(first["data"]["balancerStats"]["at"].is_string(), "{first}");
+        let (query, input) = match action {
+            "disable" => (
+                "mutation($i: UpdateAdminInput!) { updateAdmin(input: $i) { revokedSessions } }",
+                json!({ "id": admin.id.to_string(), "disabled": true }),
+            ),
+            _ => (
+                "mutation($i: DeleteAdminInput!) { deleteAdmin(input: $i) { revokedSessions } }",
+                json!({ "id": admin.id.to_string() }),
+            ),
+        };
+        graphql_support::data(&h.post(Some(&owner), query, json!({ "i": input })).await);
+        // Stats frames may still be in flight before the close.
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match ws.recv().await {
+                    Frame::Text(_) => continue,
+                    Frame::Close(code, _) => return code,
+                }
+            }
+        })
+        .await
+        .expect("the socket was not closed");
+        assert_eq!(closed, 4403, "{action}");
+    }
 }
 
 #[tokio::test]

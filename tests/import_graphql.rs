@@ -57,6 +57,7 @@ fn add_admins(data_dir: &std::path::Path) {
                 role,
                 created_at: now,
                 password_changed_at: now,
+                disabled: false,
             })
             .unwrap();
     }

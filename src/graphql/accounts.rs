@@ -11,6 +11,7 @@ use super::scalars::DateTime;
 use super::types::{AccountKind, AccountStatus, OrderDirection};
 use super::usage::{totals, Usage};
 use super::validate;
+use super::viewer;
 use crate::domain::{self, Account, AccountId, Credentials, Secret, UsageSubject};
 use crate::store::Store;
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
@@ -25,8 +26,9 @@ impl AccountNode {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
-    async fn name(&self) -> &str {
-        &self.0.name
+    /// Masked for VIEWER callers.
+    async fn name(&self, ctx: &Context<'_>) -> String {
+        viewer::text(ctx, &self.0.name).into_owned()
     }
     async fn kind(&self) -> AccountKind {
         self.0.kind.into()
@@ -39,8 +41,11 @@ impl AccountNode {
         self.0.status.into()
     }
     /// Overrides the kind's default API base URL.
-    async fn base_url(&self) -> Option<&str> {
-        self.0.base_url.as_deref()
+    async fn base_url(&self, ctx: &Context<'_>) -> Option<String> {
+        self.0
+            .base_url
+            .as_deref()
+            .map(|u| viewer::text(ctx, u).into_owned())
     }
     /// The proxy, masked: scheme, host and port only.
     async fn proxy(&self) -> Option<String> {
@@ -221,10 +226,12 @@ impl AccountQuery {
         require_admin(ctx)?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
-        let accounts: Vec<Account> = services(ctx)?
+        let accounts = services(ctx)?
             .store
             .list_accounts()
-            .map_err(GqlError::from)?
+            .map_err(GqlError::from)?;
+        // A viewer searches and sorts the masked text it is shown.
+        let accounts: Vec<Account> = viewer::masked_accounts(ctx, accounts)
             .into_iter()
             .filter(|a| filter.matches(a))
             .collect();

@@ -31,6 +31,8 @@ pub(crate) struct Services {
     pub writes: tokio::sync::Mutex<()>,
     pub limits: crate::limits::Limits,
     pub balancer: crate::balancer::Balancer,
+    /// Masks free text for VIEWER callers (see `viewer`).
+    pub viewer_masker: crate::export::Masker,
 }
 
 impl Services {
@@ -42,11 +44,12 @@ impl Services {
     ) -> Self {
         Services {
             store,
-            config,
             limits,
             balancer,
             throttle: LoginThrottle::new(),
             writes: tokio::sync::Mutex::new(()),
+            viewer_masker: super::viewer::masker(&config),
+            config,
         }
     }
 }
@@ -104,15 +107,23 @@ pub(crate) fn require_writer(ctx: &Context<'_>) -> Result<Principal, GqlError> {
     }
 }
 
-/// The calling admin if they are an OWNER, else `FORBIDDEN`: for operations
-/// that hand over secrets of another system or replace data wholesale
-/// (the CRS import).
+/// The calling admin if they are an OWNER (managing admins), else `FORBIDDEN`.
 pub(crate) fn require_owner(ctx: &Context<'_>) -> Result<Principal, GqlError> {
     let p = require_admin(ctx)?;
     match p.admin.role {
         Role::Owner => Ok(p),
-        Role::Admin | Role::Viewer => Err(GqlError::Forbidden(
-            "only an OWNER may run this operation".into(),
+        _ => Err(GqlError::Forbidden("only an OWNER may do this".into())),
+    }
+}
+
+/// The calling admin if they may read the audit log and the admin list
+/// (OWNER or ADMIN), else `FORBIDDEN`.
+pub(crate) fn require_auditor(ctx: &Context<'_>) -> Result<Principal, GqlError> {
+    let p = require_admin(ctx)?;
+    match p.admin.role {
+        Role::Owner | Role::Admin => Ok(p),
+        Role::Viewer => Err(GqlError::Forbidden(
+            "the VIEWER role cannot read admins or the audit log".into(),
         )),
     }
 }
@@ -126,7 +137,8 @@ pub(crate) fn resolve_token(
     resolve_hash(store, &sha256_hex(token), now)
 }
 
-/// Resolves a session by token hash; expired sessions are removed on sight.
+/// Resolves a session by token hash; expired sessions are removed on sight,
+/// and a disabled admin's sessions resolve to nobody.
 pub(crate) fn resolve_hash(
     store: &Store,
     hash: &str,
@@ -139,10 +151,13 @@ pub(crate) fn resolve_hash(
         store.delete_session(hash)?;
         return Ok(None);
     }
-    Ok(store.get_admin(session.admin_id)?.map(|admin| Principal {
-        admin,
-        token_hash: hash.to_string(),
-    }))
+    Ok(store
+        .get_admin(session.admin_id)?
+        .filter(|admin| !admin.disabled)
+        .map(|admin| Principal {
+            admin,
+            token_hash: hash.to_string(),
+        }))
 }
 
 /// The bearer token of an `Authorization` header value, if it is one.

@@ -168,6 +168,16 @@ fn convert(s: balancer::BalancerStats) -> BalancerStats {
     }
 }
 
+/// Account names are free text: masked for VIEWER callers (see `viewer`).
+fn mask_names(mut stats: BalancerStats, masker: Option<&crate::export::Masker>) -> BalancerStats {
+    if let Some(m) = masker {
+        for a in &mut stats.accounts {
+            a.name = m.mask(&a.name).into_owned();
+        }
+    }
+    stats
+}
+
 #[derive(Default)]
 pub struct BalancerQuery;
 
@@ -176,7 +186,11 @@ impl BalancerQuery {
     /// The balancer's live view of every account.
     async fn balancer_stats(&self, ctx: &Context<'_>) -> Result<BalancerStats> {
         require_admin(ctx)?;
-        Ok(convert(services(ctx)?.balancer.stats()))
+        let masker = super::viewer::masker_for(ctx);
+        Ok(mask_names(
+            convert(services(ctx)?.balancer.stats()),
+            masker.as_ref(),
+        ))
     }
 }
 
@@ -190,11 +204,13 @@ impl Subscription {
     async fn balancer_stats(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = BalancerStats>> {
         require_admin(ctx)?;
         let balancer = services(ctx)?.balancer.clone();
+        // The socket's session is fixed, so the caller's role is taken once.
+        let masker = super::viewer::masker_for(ctx);
         let mut tick = tokio::time::interval(PUSH_EVERY);
         Ok(async_stream::stream! {
             loop {
                 tick.tick().await;
-                yield convert(balancer.stats());
+                yield mask_names(convert(balancer.stats()), masker.as_ref());
             }
         })
     }

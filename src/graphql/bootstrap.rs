@@ -62,6 +62,7 @@ pub async fn bootstrap_admin(store: &Store, config: &Config) -> Result<(), store
         role: Role::Owner,
         created_at: now,
         password_changed_at: now,
+        disabled: false,
     };
     store.put_admin(&admin)?;
     if generated {

@@ -10,6 +10,7 @@ use super::scalars::DateTime;
 use super::types::{ApiKeyStatus, OrderDirection};
 use super::usage::{totals, Usage};
 use super::validate;
+use super::viewer;
 use crate::domain::{self, ApiKey, KeyId, KeyStatus, UsageSubject};
 use crate::store::Store;
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
@@ -24,11 +25,13 @@ impl ApiKeyNode {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
-    async fn name(&self) -> &str {
-        &self.0.name
+    /// Masked for VIEWER callers.
+    async fn name(&self, ctx: &Context<'_>) -> String {
+        viewer::text(ctx, &self.0.name).into_owned()
     }
-    async fn description(&self) -> &str {
-        &self.0.description
+    /// Masked for VIEWER callers.
+    async fn description(&self, ctx: &Context<'_>) -> String {
+        viewer::text(ctx, &self.0.description).into_owned()
     }
     /// A safe form of the key for recognising it, e.g. `cr_1a2b…9f0e`.
     async fn display_prefix(&self) -> &str {
@@ -37,8 +40,9 @@ impl ApiKeyNode {
     async fn status(&self) -> ApiKeyStatus {
         self.0.status.into()
     }
-    async fn tags(&self) -> &[String] {
-        &self.0.tags
+    /// Masked for VIEWER callers.
+    async fn tags(&self, ctx: &Context<'_>) -> Vec<String> {
+        viewer::texts(ctx, &self.0.tags)
     }
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
@@ -181,10 +185,9 @@ impl KeyQuery {
         require_admin(ctx)?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
-        let keys: Vec<ApiKey> = services(ctx)?
-            .store
-            .list_keys()
-            .map_err(GqlError::from)?
+        let keys = services(ctx)?.store.list_keys().map_err(GqlError::from)?;
+        // A viewer searches and sorts the masked text it is shown.
+        let keys: Vec<ApiKey> = viewer::masked_keys(ctx, keys)
             .into_iter()
             .filter(|k| filter.matches(k))
             .collect();

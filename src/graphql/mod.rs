@@ -7,9 +7,14 @@
 //! roles, passwords, throttling), `bootstrap` (first admin), `session`,
 //! `keys`, `accounts` (resolvers), `usage`, `types`, `scalars`,
 //! `balancer` (live stats), `import` (the CRS Redis import, OWNER only),
-//! `connection` (pagination), `validate` (input checks), `error` (`GqlError`).
+//! `connection` (pagination), `validate` (input checks), `error` (`GqlError`),
+//! `admins` (admin management), `audit` (audit extension and `auditLog`),
+//! `viewer` (masking for the VIEWER role), `slow` (slow-operation
+//! detection), `playground` (embedded GraphiQL).
 
 mod accounts;
+mod admins;
+mod audit;
 mod auth;
 mod balancer;
 mod bootstrap;
@@ -18,12 +23,15 @@ mod error;
 mod http;
 mod import;
 mod keys;
+mod playground;
 mod routing;
 mod scalars;
 mod session;
+mod slow;
 mod types;
 mod usage;
 mod validate;
+mod viewer;
 
 pub use bootstrap::{bootstrap_admin, password_file, DEFAULT_ADMIN, PASSWORD_FILE};
 pub use error::GqlError;
@@ -31,6 +39,7 @@ pub use error::GqlError;
 use crate::config::Config;
 use crate::store::Store;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
+use axum::handler::Handler;
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
@@ -67,6 +76,8 @@ pub struct Query(
     routing::RoutingQuery,
     balancer::BalancerQuery,
     import::ImportQuery,
+    admins::AdminQuery,
+    audit::AuditQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -76,6 +87,7 @@ pub struct Mutation(
     accounts::AccountMutation,
     routing::RoutingMutation,
     import::ImportMutation,
+    admins::AdminMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -83,54 +95,62 @@ pub struct Subscription(balancer::Subscription, import::ImportSubscription);
 
 pub type AdminSchema = Schema<Query, Mutation, Subscription>;
 
-/// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
-const MAX_DEPTH: usize = 16;
-const MAX_COMPLEXITY: usize = 2000;
-/// GraphQL documents are small; this also bounds what the parser sees.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
-    let builder = Schema::build(
+/// Depth and complexity limits, introspection, the audit and slow-query
+/// extensions, all from `config.graphql`.
+fn build_schema(config: &Config, services: Option<Arc<auth::Services>>) -> AdminSchema {
+    let g = &config.graphql;
+    let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
     .data(import::Jobs::default())
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
+    .limit_depth(g.max_depth)
+    .limit_complexity(g.max_complexity)
     .limit_recursive_depth(32)
-    .limit_directives(16);
+    .limit_directives(16)
+    .extension(audit::Audit)
+    .extension(slow::SlowQueries {
+        threshold: g.slow_query_threshold,
+    });
+    if !g.introspection {
+        builder = builder.disable_introspection();
+    }
     match services {
         Some(s) => builder.data(s).finish(),
         None => builder.finish(),
     }
 }
 
-/// POST and GET `/graphql` (GET: queries only) and `/graphql/ws`
-/// (graphql-transport-ws; authenticate in `connection_init`). Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so login throttling
-/// also counts per client address.
+/// POST and GET `/graphql` (GET: queries only, or the playground page for a
+/// browser), `/graphql/assets/…` (the playground's embedded assets) and
+/// `/graphql/ws` (graphql-transport-ws; authenticate in `connection_init`).
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
+/// login throttling and the audit log see the client address.
 pub fn router(state: AdminState) -> Router {
+    let max_body = state.config.graphql.max_body_bytes;
     let services = Arc::new(auth::Services::new(
         state.store,
-        state.config,
+        state.config.clone(),
         state.limits,
         state.balancer,
     ));
     let app = http::HttpState {
-        schema: build_schema(Some(services.clone())),
+        schema: build_schema(&state.config, Some(services.clone())),
         services,
     };
+    let limited = axum::middleware::from_fn_with_state(max_body, http::limit_body);
     Router::new()
-        .route("/graphql", get(http::graphql_get).post(http::graphql_post))
+        .route(
+            "/graphql",
+            get(http::graphql_get).post(http::graphql_post.layer(limited)),
+        )
         .route("/graphql/ws", get(http::graphql_ws))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
+        .route("/graphql/assets/{version}/{*path}", get(playground::asset))
         .with_state(app)
 }
 
 /// The SDL of the schema, for the schema test and schema/schema.graphql.
 pub fn schema_sdl() -> String {
-    build_schema(None).sdl()
+    build_schema(&Config::default(), None).sdl()
 }

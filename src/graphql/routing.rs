@@ -8,6 +8,7 @@ use super::error::GqlError;
 use super::scalars::DateTime;
 use super::types::{AccountMode, Strategy};
 use super::validate;
+use super::viewer;
 use crate::config::RuntimeSettings;
 use crate::domain::{self, AccountRouting, Group, GroupId, ModelMapping};
 use crate::store::Store;
@@ -176,11 +177,13 @@ impl GroupNode {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
-    async fn name(&self) -> &str {
-        &self.0.name
+    /// Masked for VIEWER callers.
+    async fn name(&self, ctx: &Context<'_>) -> String {
+        viewer::text(ctx, &self.0.name).into_owned()
     }
-    async fn description(&self) -> &str {
-        &self.0.description
+    /// Masked for VIEWER callers.
+    async fn description(&self, ctx: &Context<'_>) -> String {
+        viewer::text(ctx, &self.0.description).into_owned()
     }
     /// The group's strategy; null = the global one.
     async fn strategy(&self) -> Option<Strategy> {
@@ -249,7 +252,10 @@ impl RoutingQuery {
     async fn groups(&self, ctx: &Context<'_>) -> Result<Vec<GroupNode>> {
         require_admin(ctx)?;
         let groups = services(ctx)?.store.list_groups().map_err(GqlError::from)?;
-        Ok(groups.into_iter().map(GroupNode).collect())
+        Ok(viewer::masked_groups(ctx, groups)
+            .into_iter()
+            .map(GroupNode)
+            .collect())
     }
 
     async fn group(&self, ctx: &Context<'_>, id: ID) -> Result<Option<GroupNode>> {

@@ -10,11 +10,9 @@ use super::bootstrap;
 use super::error::GqlError;
 use super::scalars::DateTime;
 use super::types::AdminNode;
-use super::validate::MIN_PASSWORD_CHARS;
+use super::validate;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::Utc;
-
-const MAX_PASSWORD_CHARS: usize = 1024;
 
 #[derive(SimpleObject)]
 pub struct LoginPayload {
@@ -90,7 +88,8 @@ impl SessionMutation {
             .map_err(GqlError::from)?;
         let hash = admin.as_ref().map(|a| a.password_hash.clone());
         let ok = verify_password(hash, password).await?;
-        let Some(admin) = admin.filter(|_| ok) else {
+        // A disabled admin gets the same answer as a wrong password.
+        let Some(admin) = admin.filter(|a| ok && !a.disabled) else {
             svc.throttle.record_failure(&keys);
             tracing::warn!(client.ip = ?ip, "admin login failed");
             return Err(GqlError::Unauthenticated("invalid username or password".into()).into());
@@ -139,13 +138,7 @@ impl SessionMutation {
     ) -> Result<ChangePasswordPayload> {
         let me = require_admin(ctx)?;
         let svc = services(ctx)?;
-        let n = input.new_password.chars().count();
-        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
-            return Err(GqlError::bad_input(format!(
-                "`newPassword` must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
-            ))
-            .into());
-        }
+        validate::password("newPassword", &input.new_password, &me.admin.username)?;
         if input.new_password == input.current_password {
             return Err(
                 GqlError::bad_input("`newPassword` must differ from the current password").into(),

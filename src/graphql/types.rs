@@ -85,6 +85,10 @@ impl AdminNode {
     async fn password_changed_at(&self) -> DateTime {
         self.0.password_changed_at.into()
     }
+    /// A disabled admin cannot log in.
+    async fn disabled(&self) -> bool {
+        self.0.disabled
+    }
 }
 
 /// Which keys an account serves.

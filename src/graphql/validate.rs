@@ -16,11 +16,44 @@ pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = 1..=1000;
 pub const DEFAULT_PRIORITY: u32 = 50;
 pub const MAX_COST_MULTIPLIER: f64 = 1000.0;
 pub const MIN_PASSWORD_CHARS: usize = 12;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 const MAX_SECRET_CHARS: usize = 16 * 1024;
 const MAX_URL_CHARS: usize = 2048;
 
 fn bad(msg: String) -> GqlError {
     GqlError::BadUserInput(msg)
+}
+
+/// The password policy: 12 to 1024 characters, not the username, and not
+/// one character repeated. Length beats composition rules (NIST SP 800-63B).
+pub fn password(field: &str, value: &str, username: &str) -> Result<(), GqlError> {
+    let n = value.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
+        return Err(bad(format!(
+            "`{field}` must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    if value.trim().eq_ignore_ascii_case(username.trim()) {
+        return Err(bad(format!("`{field}` must not be the username")));
+    }
+    let mut chars = value.chars();
+    let first = chars.next();
+    if chars.all(|c| Some(c) == first) {
+        return Err(bad(format!("`{field}` must not be one character repeated")));
+    }
+    Ok(())
+}
+
+/// Usernames: 1 to 64 characters of letters, digits and `._@-`.
+pub fn username(value: &str) -> Result<String, GqlError> {
+    let v = value.trim();
+    let ok_char = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '@' | '-');
+    if v.is_empty() || v.chars().count() > 64 || !v.chars().all(ok_char) {
+        return Err(bad(
+            "`username` must be 1 to 64 letters, digits or `._@-`".to_string()
+        ));
+    }
+    Ok(v.to_string())
 }
 
 pub fn id(field: &str, id: &ID) -> Result<Uuid, GqlError> {

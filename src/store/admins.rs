@@ -83,6 +83,28 @@ impl Store {
             .collect()
     }
 
+    /// Removes an admin, its name and all its sessions; returns how many
+    /// sessions went. Removing an unknown admin is `NotFound`.
+    pub fn delete_admin(&self, id: AdminId) -> Result<usize, Error> {
+        let (admins, by_name) = (&self.inner.admins, &self.inner.admins_by_name);
+        (admins, by_name).transaction(|(admins, by_name)| {
+            let Some(old) = admins.remove(id.0.as_bytes())? else {
+                return abort(Error::NotFound);
+            };
+            let old: Admin = match decode(&old, WHAT) {
+                Ok(old) => old,
+                Err(e) => return abort(e),
+            };
+            by_name.remove(name_key(&old.username))?;
+            Ok(())
+        })?;
+        // Sessions of a removed admin can no longer resolve (the admin lookup
+        // fails), so removing them after the transaction leaves no window.
+        let revoked = self.delete_admin_sessions(id, None)?;
+        self.emit(StoreEvent::AdminChanged { id });
+        Ok(revoked)
+    }
+
     pub fn put_session(&self, session: &AdminSession) -> Result<(), Error> {
         self.inner
             .sessions
@@ -169,6 +191,7 @@ pub(crate) mod tests {
             role: Role::Owner,
             created_at: now,
             password_changed_at: now,
+            disabled: false,
         }
     }
 
@@ -208,6 +231,14 @@ pub(crate) mod tests {
         );
         store.put_admin(&sample_admin("root")).unwrap();
         assert_eq!(store.list_admins().unwrap().len(), 2);
+        store.put_session(&session(root.id, "s1", 60)).unwrap();
+        assert_eq!(store.delete_admin(root.id).unwrap(), 1);
+        assert!(store.get_admin(root.id).unwrap().is_none());
+        assert!(store.admin_by_username("boss").unwrap().is_none());
+        assert!(store.session_by_hash("s1").unwrap().is_none());
+        assert!(matches!(store.delete_admin(root.id), Err(Error::NotFound)));
+        // The name is free again.
+        store.put_admin(&sample_admin("boss")).unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod accounts;
 mod admins;
+mod audit;
 mod groups;
 mod imports;
 mod key_query;
@@ -29,6 +30,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub use audit::{AuditEntry, AuditRetention};
 pub use imports::ImportLink;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use legacy::{LegacyKeyHash, LegacySource};
@@ -134,6 +136,9 @@ struct Inner {
     /// Entries in the request log; kept in memory because sled's `len` is a scan.
     request_log_len: AtomicUsize,
     request_log_max: usize,
+    audit: sled::Tree,
+    /// Entries in the audit log (sled's `len` is a scan).
+    audit_len: AtomicUsize,
 }
 
 /// Subscribers that fall this far behind see `Lagged` and should resync.
@@ -164,6 +169,7 @@ impl Store {
         let vault = vault::Vault::load(opts, &meta, !accounts.is_empty())?;
         meta::migrate(&db, &meta, &vault)?;
         let requests = db.open_tree(trees::REQUESTS)?;
+        let audit = db.open_tree(trees::AUDIT)?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let inner = Inner {
             meta,
@@ -184,6 +190,8 @@ impl Store {
             vault,
             events,
             request_log_max,
+            audit_len: AtomicUsize::new(audit.len()),
+            audit,
             db,
         };
         Ok(Store {

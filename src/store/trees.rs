@@ -26,6 +26,9 @@ pub(crate) const USAGE: &str = "usage";
 /// Big-endian microseconds + random 16 bytes → `UsageRecord` (bounded log).
 pub(crate) const REQUESTS: &str = "requests";
 
+/// Big-endian `u64` id (monotonic) → `AuditEntry`; append-only.
+pub(crate) const AUDIT: &str = "audit";
+
 /// `GroupId` → `Group`.
 pub(crate) const GROUPS: &str = "groups";
 /// Named blobs: run-time settings, and state other modules persist lazily

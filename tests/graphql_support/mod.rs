@@ -108,7 +108,7 @@ impl Harness {
         self.login(OWNER, OWNER_PASSWORD).await
     }
 
-    /// Adds an admin directly in the store (the API has no admin management yet).
+    /// Adds an admin directly in the store (quicker than `createAdmin` through the API).
     pub fn add_admin(&self, username: &str, password: &str, role: Role) -> Admin {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         let hash = argon2::Argon2::default()
@@ -123,6 +123,7 @@ impl Harness {
             role,
             created_at: now,
             password_changed_at: now,
+            disabled: false,
         };
         self.store.put_admin(&admin).unwrap();
         admin
