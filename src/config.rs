@@ -46,6 +46,12 @@ pub struct Config {
     pub log_filter: String,
     /// IANA zone for days, weeks and months of budgets and reports.
     pub time_zone: String,
+    /// Fetch http(s) image URLs of OpenAI chat requests (off: a 400).
+    pub fetch_image_urls: bool,
+    /// Most bytes of one fetched image.
+    pub image_fetch_max_bytes: usize,
+    /// Time for one image fetch, all included.
+    pub image_fetch_timeout: Duration,
 }
 
 impl Default for Config {
@@ -79,6 +85,9 @@ impl Default for Config {
             default_cooldown: Duration::from_secs(60),
             log_filter: "info".into(),
             time_zone: "UTC".into(),
+            fetch_image_urls: false,
+            image_fetch_max_bytes: 5 * 1024 * 1024,
+            image_fetch_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -109,6 +118,9 @@ pub struct FileConfig {
     pub default_cooldown_secs: Option<u64>,
     pub log: Option<String>,
     pub time_zone: Option<String>,
+    pub fetch_image_urls: Option<bool>,
+    pub image_fetch_max_bytes: Option<usize>,
+    pub image_fetch_timeout_secs: Option<u64>,
 }
 
 /// Command-line values that override everything else.
@@ -207,6 +219,9 @@ impl Config {
         if let Some(v) = env("RELAY_TIME_ZONE") {
             cfg.time_zone = v;
         }
+        if let Some(v) = env("RELAY_FETCH_IMAGE_URLS") {
+            cfg.fetch_image_urls = matches!(v.trim(), "1" | "true" | "yes" | "on");
+        }
         if let Some(v) = env("RELAY_OAUTH_TOKEN_URL") {
             cfg.oauth_token_url = v;
         }
@@ -286,6 +301,15 @@ impl Config {
         }
         if let Some(v) = f.time_zone {
             self.time_zone = v;
+        }
+        if let Some(v) = f.fetch_image_urls {
+            self.fetch_image_urls = v;
+        }
+        if let Some(v) = f.image_fetch_max_bytes {
+            self.image_fetch_max_bytes = v;
+        }
+        if let Some(v) = f.image_fetch_timeout_secs {
+            self.image_fetch_timeout = secs(v);
         }
     }
 

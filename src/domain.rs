@@ -149,6 +149,10 @@ pub enum AccountKind {
     ClaudeOauth,
     /// Any Anthropic-Messages-compatible base URL with a static key.
     AnthropicCompatible,
+    /// Claude on AWS Bedrock (SigV4-signed InvokeModel calls).
+    Bedrock,
+    /// Claude on Google Vertex AI (service-account JWT exchanged for tokens).
+    Vertex,
 }
 
 /// Lifecycle state an admin sets (or `AuthFailed`, set by the relay when
@@ -265,6 +269,35 @@ pub struct Credentials {
     pub access_token: Option<Secret>,
     pub refresh_token: Option<Secret>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Bedrock accounts: the AWS key pair and region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsCredentials>,
+    /// Vertex accounts: the service account and where to call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpCredentials>,
+}
+
+/// What a Vertex account calls with: a Google service account (its JSON key
+/// file, secret as a whole), the project and the region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcpCredentials {
+    pub service_account_json: Secret,
+    pub project_id: String,
+    /// e.g. `us-east5`, or `global`.
+    pub region: String,
+}
+
+/// What a Bedrock account signs its calls with. The region lives here too
+/// (it is part of every signature), so one record says where and as whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsCredentials {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Temporary (STS) credentials carry a session token.
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+    /// e.g. `us-east-1`.
+    pub region: String,
 }
 
 /// An upstream account with its credentials decrypted.

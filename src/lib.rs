@@ -9,8 +9,8 @@
 //! - [`domain`]: shared plain types (ids, money, tokens, records).
 //! - [`store`]: the only module that touches sled; secrets sealed by its vault.
 //! - [`cache`]: moka tiers in front of the store (keys by hash, negative entries).
-//! - [`relay`]: the client-facing hot path (auth, inspect, select, forward, tap).
-//! - [`upstream`]: one adapter per account kind behind one interface; HTTP client pool.
+//! - [`relay`]: the client-facing hot path (auth, inspect, select, forward, tap); outbound image fetches.
+//! - [`upstream`]: one adapter per account kind (API key, OAuth, Bedrock, Vertex) behind one interface, with declared capabilities; HTTP client pool.
 //! - [`balancer`]: account selection, cooldowns and in-flight leases.
 //! - [`usage`]: pricing, cost, and the batched usage writer.
 //! - [`export`]: key export building blocks: masking engine (31 detectors), CSV safety, streaming JSON/NDJSON/CSV writers, key rows.
@@ -19,7 +19,7 @@
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
 //! - [`openai`]: OpenAI Chat Completions ⇄ Anthropic Messages translation (requests, replies, streams, errors).
 //! - [`metrics`]: Prometheus metrics (names, recorder, `/metrics`).
-//! - [`sim`]: a simulated Anthropic upstream with fault injection (tests, benches, demo).
+//! - [`sim`]: a simulated Anthropic upstream (plus Bedrock and Vertex AI) with fault injection (tests, benches, demo).
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro)]
 

@@ -78,6 +78,46 @@ impl AccountNode {
     async fn expires_at(&self) -> Option<DateTime> {
         self.0.credentials.expires_at.map(DateTime)
     }
+    /// BEDROCK accounts: the AWS access key id, masked.
+    async fn aws_access_key_id(&self) -> Option<String> {
+        self.0
+            .credentials
+            .aws
+            .as_ref()
+            .map(|a| a.access_key_id.masked())
+    }
+    /// BEDROCK accounts: the AWS region the calls are signed for.
+    async fn aws_region(&self) -> Option<&str> {
+        self.0.credentials.aws.as_ref().map(|a| a.region.as_str())
+    }
+    /// BEDROCK accounts: whether temporary credentials (a session token) are set.
+    async fn aws_session_token_set(&self) -> Option<bool> {
+        self.0
+            .credentials
+            .aws
+            .as_ref()
+            .map(|a| a.session_token.is_some())
+    }
+    /// VERTEX accounts: the Google Cloud project.
+    async fn gcp_project_id(&self) -> Option<&str> {
+        self.0
+            .credentials
+            .gcp
+            .as_ref()
+            .map(|g| g.project_id.as_str())
+    }
+    /// VERTEX accounts: the Vertex AI region (or `global`).
+    async fn gcp_region(&self) -> Option<&str> {
+        self.0.credentials.gcp.as_ref().map(|g| g.region.as_str())
+    }
+    /// VERTEX accounts: the service account's e-mail (its key stays secret).
+    async fn gcp_client_email(&self) -> Option<String> {
+        let gcp = self.0.credentials.gcp.as_ref()?;
+        let v: serde_json::Value = serde_json::from_str(gcp.service_account_json.expose()).ok()?;
+        v.get("client_email")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
     /// How the balancer may use this account.
     async fn routing(&self) -> AccountRoutingNode {
         AccountRoutingNode(self.0.routing.clone())
@@ -252,6 +292,162 @@ pub struct CreateAccountInput {
     pub routing: Option<AccountRoutingInput>,
     /// ANTHROPIC_COMPATIBLE: extra headers sent with every call (values are secret).
     pub headers: Option<Vec<HeaderInput>>,
+    /// Required for BEDROCK.
+    pub aws_access_key_id: Option<String>,
+    /// Required for BEDROCK.
+    pub aws_secret_access_key: Option<String>,
+    /// BEDROCK with temporary (STS) credentials.
+    pub aws_session_token: Option<String>,
+    /// Required for BEDROCK, e.g. `us-east-1`.
+    pub aws_region: Option<String>,
+    /// Required for VERTEX: the service account's JSON key file.
+    pub gcp_service_account_json: Option<String>,
+    /// VERTEX: the project (default: the key file's `project_id`).
+    pub gcp_project_id: Option<String>,
+    /// Required for VERTEX, e.g. `us-east5` or `global`.
+    pub gcp_region: Option<String>,
+}
+
+/// Checks a VERTEX account's fields; `current` is the stored value on update.
+fn gcp_credentials(
+    json: Option<&str>,
+    project: Option<&str>,
+    region: Option<&str>,
+    current: Option<domain::GcpCredentials>,
+) -> Result<domain::GcpCredentials, GqlError> {
+    let missing =
+        |field: &str| GqlError::bad_input(format!("`{field}` is required for VERTEX accounts"));
+    let parsed = json
+        .map(|j| {
+            let v: serde_json::Value = serde_json::from_str(j).map_err(|_| {
+                GqlError::bad_input(
+                    "`gcpServiceAccountJson` must be a service account JSON key file",
+                )
+            })?;
+            let text = |k: &str| {
+                v.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            if text("client_email").is_none() || text("private_key").is_none() {
+                return Err(GqlError::bad_input(
+                    "`gcpServiceAccountJson` needs `client_email` and `private_key`",
+                ));
+            }
+            Ok((Secret::new(j.trim()), text("project_id")))
+        })
+        .transpose()?;
+    let mut gcp = match (current, &parsed) {
+        (Some(gcp), _) => gcp,
+        (None, Some((secret, file_project))) => domain::GcpCredentials {
+            service_account_json: secret.clone(),
+            project_id: project
+                .map(str::to_owned)
+                .or_else(|| file_project.clone())
+                .ok_or_else(|| missing("gcpProjectId"))?,
+            region: region.ok_or_else(|| missing("gcpRegion"))?.to_owned(),
+        },
+        (None, None) => return Err(missing("gcpServiceAccountJson")),
+    };
+    if let Some((secret, _)) = parsed {
+        gcp.service_account_json = secret;
+    }
+    if let Some(p) = project {
+        gcp.project_id = p.trim().to_owned();
+    }
+    if let Some(r) = region {
+        gcp.region = r.trim().to_owned();
+    }
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if !name_ok(&gcp.project_id) || !name_ok(&gcp.region) {
+        return Err(GqlError::bad_input(
+            "`gcpProjectId` and `gcpRegion` must be Google Cloud names (lowercase letters, digits, -)",
+        ));
+    }
+    Ok(gcp)
+}
+
+/// The AWS fields of an account input, checked.
+struct AwsInput<'a> {
+    access_key_id: Option<&'a str>,
+    secret_access_key: Option<&'a str>,
+    session_token: MaybeUndefined<&'a str>,
+    region: Option<&'a str>,
+}
+
+impl AwsInput<'_> {
+    fn given(&self) -> bool {
+        self.access_key_id.is_some()
+            || self.secret_access_key.is_some()
+            || !self.session_token.is_undefined()
+            || self.region.is_some()
+    }
+
+    /// Applies the given fields to `current` (None: a new account).
+    fn apply(
+        &self,
+        current: Option<domain::AwsCredentials>,
+    ) -> Result<domain::AwsCredentials, GqlError> {
+        let required = |field: &str, v: Option<&str>| -> Result<Option<Secret>, GqlError> {
+            v.map(|v| validate::secret(field, v)).transpose()
+        };
+        let access_key_id = required("awsAccessKeyId", self.access_key_id)?;
+        let secret_access_key = required("awsSecretAccessKey", self.secret_access_key)?;
+        let region = self.region.map(aws_region).transpose()?;
+        let missing = |field: &str| {
+            GqlError::bad_input(format!("`{field}` is required for BEDROCK accounts"))
+        };
+        let mut aws = match current {
+            Some(aws) => aws,
+            None => domain::AwsCredentials {
+                access_key_id: access_key_id
+                    .clone()
+                    .ok_or_else(|| missing("awsAccessKeyId"))?,
+                secret_access_key: secret_access_key
+                    .clone()
+                    .ok_or_else(|| missing("awsSecretAccessKey"))?,
+                session_token: None,
+                region: region.clone().ok_or_else(|| missing("awsRegion"))?,
+            },
+        };
+        if let Some(v) = access_key_id {
+            aws.access_key_id = v;
+        }
+        if let Some(v) = secret_access_key {
+            aws.secret_access_key = v;
+        }
+        if let Some(v) = region {
+            aws.region = v;
+        }
+        match self.session_token {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => aws.session_token = None,
+            MaybeUndefined::Value(t) => {
+                aws.session_token = Some(validate::secret("awsSessionToken", t)?)
+            }
+        }
+        Ok(aws)
+    }
+}
+
+/// An AWS region name such as `us-east-1` or `us-gov-west-1`.
+fn aws_region(value: &str) -> Result<String, GqlError> {
+    let v = value.trim();
+    let ok = (4..=32).contains(&v.len())
+        && v.split('-').count() >= 3
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(GqlError::bad_input(
+            "`awsRegion` must be an AWS region name such as us-east-1",
+        ));
+    }
+    Ok(v.to_owned())
 }
 
 /// One extra upstream header.
@@ -320,6 +516,14 @@ pub struct UpdateAccountInput {
     pub routing: Option<AccountRoutingInput>,
     /// ANTHROPIC_COMPATIBLE: replaces the extra headers.
     pub headers: Option<Vec<HeaderInput>>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    /// `null` removes the session token.
+    pub aws_session_token: MaybeUndefined<String>,
+    pub aws_region: Option<String>,
+    pub gcp_service_account_json: Option<String>,
+    pub gcp_project_id: Option<String>,
+    pub gcp_region: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -346,8 +550,24 @@ fn check_credential_fields(
     api_key: bool,
     oauth: bool,
     expires_at: bool,
+    aws: bool,
+    gcp: bool,
 ) -> Result<(), GqlError> {
     match kind {
+        domain::AccountKind::Vertex if api_key || oauth || expires_at || aws => Err(GqlError::bad_input(
+            "VERTEX accounts take `gcpServiceAccountJson`, `gcpProjectId` and `gcpRegion`",
+        )),
+        domain::AccountKind::Vertex => Ok(()),
+        _ if gcp => Err(GqlError::bad_input(
+            "the `gcp…` fields are only for VERTEX accounts",
+        )),
+        domain::AccountKind::Bedrock if api_key || oauth || expires_at => Err(GqlError::bad_input(
+            "BEDROCK accounts take `awsAccessKeyId`, `awsSecretAccessKey`, `awsSessionToken` and `awsRegion`",
+        )),
+        domain::AccountKind::Bedrock => Ok(()),
+        _ if aws => Err(GqlError::bad_input(
+            "the `aws…` fields are only for BEDROCK accounts",
+        )),
         domain::AccountKind::AnthropicApiKey | domain::AccountKind::AnthropicCompatible if oauth || expires_at => {
             Err(GqlError::bad_input(
                 "ANTHROPIC_API_KEY and ANTHROPIC_COMPATIBLE accounts take `apiKey`, not `accessToken`, `refreshToken` or `expiresAt`",
@@ -403,11 +623,25 @@ impl AccountMutation {
                 GqlError::bad_input("`headers` is only for ANTHROPIC_COMPATIBLE accounts").into(),
             );
         }
+        let gcp_given = input.gcp_service_account_json.is_some()
+            || input.gcp_project_id.is_some()
+            || input.gcp_region.is_some();
+        let aws_input = AwsInput {
+            access_key_id: input.aws_access_key_id.as_deref(),
+            secret_access_key: input.aws_secret_access_key.as_deref(),
+            session_token: match input.aws_session_token.as_deref() {
+                Some(t) => MaybeUndefined::Value(t),
+                None => MaybeUndefined::Undefined,
+            },
+            region: input.aws_region.as_deref(),
+        };
         check_credential_fields(
             kind,
             input.api_key.is_some(),
             oauth_given,
             input.expires_at.is_some(),
+            aws_input.given(),
+            gcp_given,
         )?;
         let required = |field: &str, v: &Option<String>| match v {
             Some(v) => validate::secret(field, v),
@@ -439,6 +673,21 @@ impl AccountMutation {
                 access_token: Some(required("accessToken", &input.access_token)?),
                 refresh_token: Some(required("refreshToken", &input.refresh_token)?),
                 expires_at: input.expires_at.map(|t| t.0),
+                aws: None,
+                gcp: None,
+            },
+            domain::AccountKind::Bedrock => Credentials {
+                aws: Some(aws_input.apply(None)?),
+                ..Credentials::default()
+            },
+            domain::AccountKind::Vertex => Credentials {
+                gcp: Some(gcp_credentials(
+                    input.gcp_service_account_json.as_deref(),
+                    input.gcp_project_id.as_deref(),
+                    input.gcp_region.as_deref(),
+                    None,
+                )?),
+                ..Credentials::default()
             },
         };
         let base_url = input
@@ -491,12 +740,40 @@ impl AccountMutation {
         let _guard = svc.writes.lock().await;
         let mut account = load(&svc.store, &input.id)?;
         let oauth_given = input.access_token.is_some() || input.refresh_token.is_some();
+        let gcp_given = input.gcp_service_account_json.is_some()
+            || input.gcp_project_id.is_some()
+            || input.gcp_region.is_some();
+        let aws_input = AwsInput {
+            access_key_id: input.aws_access_key_id.as_deref(),
+            secret_access_key: input.aws_secret_access_key.as_deref(),
+            session_token: match &input.aws_session_token {
+                MaybeUndefined::Undefined => MaybeUndefined::Undefined,
+                MaybeUndefined::Null => MaybeUndefined::Null,
+                MaybeUndefined::Value(t) => MaybeUndefined::Value(t.as_str()),
+            },
+            region: input.aws_region.as_deref(),
+        };
         check_credential_fields(
             account.kind,
             input.api_key.is_some(),
             oauth_given,
             !input.expires_at.is_undefined(),
+            aws_input.given(),
+            gcp_given,
         )?;
+        if gcp_given {
+            let current = account.credentials.gcp.take();
+            account.credentials.gcp = Some(gcp_credentials(
+                input.gcp_service_account_json.as_deref(),
+                input.gcp_project_id.as_deref(),
+                input.gcp_region.as_deref(),
+                current,
+            )?);
+        }
+        if aws_input.given() {
+            let current = account.credentials.aws.take();
+            account.credentials.aws = Some(aws_input.apply(current)?);
+        }
         if let Some(name) = &input.name {
             account.name = validate::name("name", name)?;
         }
@@ -540,7 +817,8 @@ impl AccountMutation {
             }
             account.credentials.headers = extra_headers(h)?;
         }
-        let new_credentials = input.api_key.is_some() || oauth_given;
+        let new_credentials =
+            input.api_key.is_some() || oauth_given || aws_input.given() || gcp_given;
         match input.status {
             Some(AccountStatus::Active) => account.status = domain::AccountStatus::Active,
             Some(AccountStatus::Disabled) => account.status = domain::AccountStatus::Disabled,

@@ -16,6 +16,14 @@ pub enum AccountKind {
     /// Any Anthropic-Messages-compatible base URL (`baseUrl` required) with a
     /// static key (`apiKey`) and optional extra `headers`.
     AnthropicCompatible,
+    /// Claude on AWS Bedrock: `awsAccessKeyId`, `awsSecretAccessKey`
+    /// (optional `awsSessionToken`) and `awsRegion`; `baseUrl` overrides the
+    /// regional endpoint (VPC endpoints, tests).
+    Bedrock,
+    /// Claude on Google Vertex AI: `gcpServiceAccountJson` (the key file),
+    /// `gcpRegion`, optional `gcpProjectId` (default: the key file's);
+    /// `baseUrl` overrides the regional endpoint.
+    Vertex,
 }
 
 /// Lifecycle of an upstream account.

@@ -69,7 +69,19 @@ async fn chat(state: &RelayState, request: Request) -> Result<Response, Failure>
     let (parts, body) = request.into_parts();
     let key = authenticate_from(&parts, &state.keys, &state.store, &state.auth_throttle)?;
     let (raw, _reservation) = read_body(state, &parts, body).await?;
-    let translated = to_anthropic(&raw, &TranslateOptions::default())?;
+    let options = TranslateOptions {
+        fetch_images: state.config.fetch_image_urls,
+        ..TranslateOptions::default()
+    };
+    let mut translated = to_anthropic(&raw, &options)?;
+    if !translated.remote_images.is_empty() {
+        let policy = super::fetch::FetchPolicy::new(
+            state.config.image_fetch_max_bytes,
+            state.config.image_fetch_timeout,
+        );
+        let images = super::fetch::fetch_images(&translated.remote_images, &policy).await?;
+        translated.attach_images(&images)?;
+    }
     let info = inspect_messages(&translated.body).map_err(invalid_request)?;
     let admission =
         admit_family(state, &key, &parts, &info, EndpointFamily::OpenaiCompatible).await?;

@@ -84,6 +84,15 @@ pub async fn relay(
         crate::metrics::overhead(req.received_at.elapsed().saturating_sub(upstream_wait));
     };
 
+    // Accounts whose kind cannot serve this endpoint are never picked; the
+    // tried ones join them as the loop goes.
+    let count_tokens = req.path.ends_with("/count_tokens");
+    let incapable = if count_tokens {
+        state.upstreams.lacking(|c| c.count_tokens)
+    } else {
+        Vec::new()
+    };
+    let mut excluded = incapable.clone();
     while tried.len() < max_attempts {
         let route = RouteRequest {
             model: &req.model,
@@ -91,9 +100,18 @@ pub async fn relay(
             binding: req.route.binding,
             estimated_tokens: req.route.estimated_tokens,
             estimated_cost_nano: req.route.estimated_cost_nano,
-            exclude: &tried,
+            exclude: &excluded,
         };
-        let lease = match state.balancer.route(&route) {
+        let routed = state.balancer.route(&route);
+        if routed.is_err() && tried.is_empty() && !incapable.is_empty() {
+            // Nothing capable: say why when the pool has only incapable kinds.
+            if let Some(kind) = unsupported_kind(state, &route) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "count_tokens is not supported by the upstream accounts serving this request ({kind} accounts); send /v1/messages instead"
+                )));
+            }
+        }
+        let lease = match routed {
             Ok(lease) => lease,
             Err(NoAccount::NoneConfigured) => {
                 return Err(ApiError::NoAccount {
@@ -107,6 +125,7 @@ pub async fn relay(
         };
         let account_id = lease.account_id();
         tried.push(account_id);
+        excluded.push(account_id);
         last_account = Some(account_id);
         if let Some(bill) = bill.as_mut() {
             bill.set_account(Some(account_id));
@@ -215,6 +234,20 @@ pub async fn relay(
     Err(ApiError::Overloaded { retry_after_secs })
 }
 
+/// The kind of an account the request could use if incapable kinds were
+/// allowed, i.e. why nothing was found.
+fn unsupported_kind(state: &RelayState, route: &RouteRequest<'_>) -> Option<&'static str> {
+    let probe = RouteRequest {
+        exclude: &[],
+        ..*route
+    };
+    let lease = state.balancer.route(&probe).ok()?;
+    state
+        .upstreams
+        .get(lease.account_id())
+        .map(|a| a.kind_name())
+}
+
 fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -249,38 +282,38 @@ async fn send(
     started: Instant,
     stream_wanted: bool,
 ) -> Attempt {
-    let mut headers = req.headers.clone();
-    if let Err(e) = adapter.authorize(&mut headers).await {
-        tracing::warn!(error = %e, "cannot authorize upstream request");
-        let now = SystemTime::now();
-        return Attempt::Failed(Failure {
-            kind: upstream::FailureKind::AuthRejected,
-            status: None,
-            cooldown_until: Some(
-                now + Duration::from_secs(state.settings.load().default_cooldown_secs),
-            ),
-        });
-    }
-    let mut url = String::with_capacity(adapter.base_url().len() + req.path.len() + 32);
-    url.push_str(adapter.base_url());
-    url.push_str(&req.path);
-    if let Some(q) = &req.query {
-        url.push('?');
-        url.push_str(q);
-    }
-    let send = adapter
-        .client()
-        .request(req.method.clone(), url)
-        .headers(headers)
-        .body(body)
-        .send();
+    let request = adapter
+        .request(
+            req.method.clone(),
+            &req.path,
+            req.query.as_deref(),
+            req.headers.clone(),
+            body,
+        )
+        .await;
+    let send = match request {
+        Ok(Ok(builder)) => builder.send(),
+        // The adapter answered itself (a request its upstream cannot take).
+        Ok(Err(response)) => return Attempt::Answered(response, started.elapsed()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot authorize upstream request");
+            let now = SystemTime::now();
+            return Attempt::Failed(Failure {
+                kind: upstream::FailureKind::AuthRejected,
+                status: None,
+                cooldown_until: Some(
+                    now + Duration::from_secs(state.settings.load().default_cooldown_secs),
+                ),
+            });
+        }
+    };
     let limit = if stream_wanted {
         state.config.stream_first_byte_timeout
     } else {
         state.config.upstream_total_timeout
     };
     match timeout(limit, send).await {
-        Ok(Ok(response)) => Attempt::Answered(response, started.elapsed()),
+        Ok(Ok(response)) => Attempt::Answered(adapter.response(response).await, started.elapsed()),
         Ok(Err(e)) => {
             tracing::info!(error = %redact(&e), "upstream request failed");
             Attempt::Failed(transport_failure(SystemTime::now()))

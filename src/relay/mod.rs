@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod chat;
 pub mod error;
+pub mod fetch;
 pub mod forward;
 pub mod handler;
 pub mod headers;

@@ -1,6 +1,8 @@
 //! `GET /v1/models` and `/v1/models/{id}`: asked of an upstream account where
-//! one answers, else served from the built-in table. Either way the answer is
-//! the superset shape that both the Anthropic and OpenAI SDKs accept.
+//! one answers, else served from the built-in table (narrowed to the models
+//! the account's kind declares when it has no models endpoint, e.g.
+//! Bedrock). Either way the answer is the superset shape that both the
+//! Anthropic and OpenAI SDKs accept.
 
 use super::auth::authenticate_from;
 use super::error::ApiError;
@@ -21,6 +23,10 @@ pub async fn list(State(state): State<RelayState>, request: Request) -> Response
     if let Err(e) = authenticate_checked(&state, &parts) {
         return e.into_response();
     }
+    let query = parts.uri.query().unwrap_or_default();
+    if let Some(models) = declared_models(&state) {
+        return Json(builtin_page(&models, query)).into_response();
+    }
     // Every prefix (/api, /claude, /openai…) asks upstream the same thing.
     let path = "/v1/models";
     if let Some((StatusCode::OK, mut body)) = ask_upstream(&state, &parts, path).await {
@@ -32,8 +38,34 @@ pub async fn list(State(state): State<RelayState>, request: Request) -> Response
             return Json(body).into_response();
         }
     }
-    let query = parts.uri.query().unwrap_or_default();
     Json(builtin_page(state.pricing.models(), query)).into_response()
+}
+
+/// The preferred account's own model table, for kinds without an upstream
+/// models endpoint: known models with their details, others by name only.
+fn declared_models(state: &RelayState) -> Option<Vec<ModelInfo>> {
+    let lease = state.balancer.select(&[]).ok()?;
+    let adapter = state.upstreams.get(lease.account_id())?;
+    let names = adapter.listed_models()?;
+    let known = state.pricing.models();
+    Some(
+        names
+            .iter()
+            .map(|name| {
+                known
+                    .iter()
+                    .find(|m| &m.id == name)
+                    .cloned()
+                    .unwrap_or_else(|| ModelInfo {
+                        id: name.clone(),
+                        display_name: name.clone(),
+                        created_at: "1970-01-01T00:00:00Z".into(),
+                        max_input_tokens: None,
+                        max_output_tokens: None,
+                    })
+            })
+            .collect(),
+    )
 }
 
 pub async fn get(
@@ -44,6 +76,12 @@ pub async fn get(
     let (parts, _) = request.into_parts();
     if let Err(e) = authenticate_checked(&state, &parts) {
         return e.into_response();
+    }
+    if let Some(models) = declared_models(&state) {
+        return match models.iter().find(|m| m.id == id) {
+            Some(model) => Json(model_json(model)).into_response(),
+            None => ApiError::NotFound(format!("model: {id}")).into_response(),
+        };
     }
     let path = format!("/v1/models/{id}");
     match ask_upstream(&state, &parts, &path).await {
@@ -92,6 +130,9 @@ async fn ask_upstream(
 ) -> Option<(StatusCode, Value)> {
     let lease = state.balancer.select(&[]).ok()?;
     let adapter = state.upstreams.get(lease.account_id())?;
+    if !adapter.capabilities().upstream_models {
+        return None;
+    }
     let mut headers = upstream_request_headers(&parts.headers);
     if !headers.contains_key("anthropic-version") {
         headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));

@@ -9,7 +9,11 @@
 //! measured against, so it must not share code (or bugs) with it.
 //!
 //! Routes: `POST /v1/messages` (any query), `POST /v1/messages/count_tokens`,
-//! `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/oauth/token`.
+//! `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/oauth/token`, and a
+//! simulated AWS Bedrock runtime (`POST /model/{id}/invoke` and
+//! `…/invoke-with-response-stream`, SigV4-checked; see [`bedrock`]) and a
+//! simulated Vertex AI (`POST /vertex/token`, `…:rawPredict`,
+//! `…:streamRawPredict`; see [`vertex`]).
 //!
 //! Credentials: API keys (`sk-ant-…`, not `sk-ant-oat…`) in `x-api-key` or as a Bearer token
 //! (the official SDKs send them that way); OAuth access tokens (`sk-ant-oat…`) as Bearer
@@ -18,6 +22,7 @@
 //! `-fault-500`, `-fault-401`, `-fault-403`, `-fault-spend`, `-fault-hang`, `-fault-drop`.
 //! A refreshed OAuth token keeps the `-fault-…` suffix of its refresh token.
 
+pub mod bedrock;
 mod cache;
 mod faults;
 mod messages;
@@ -27,6 +32,7 @@ mod ratelimit;
 mod stream;
 #[cfg(test)]
 mod tests;
+pub mod vertex;
 mod wire;
 
 use std::net::SocketAddr;
@@ -45,7 +51,8 @@ use axum::Router;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate};
+use tower_http::compression::{CompressionLayer, DefaultPredicate};
 
 pub use faults::Fault;
 
@@ -94,6 +101,10 @@ pub(crate) struct Inner {
     oauth: oauth::RefreshTokens,
     limits: ratelimit::RateLimits,
     cache: cache::PromptCache,
+    /// AWS key pairs the simulated Bedrock accepts.
+    aws_keys: bedrock::AwsKeys,
+    /// Service accounts and tokens of the simulated Vertex AI.
+    gcp: vertex::GcpState,
     /// Sent as `anthropic-organization-id` (a header the relay must strip).
     org_id: String,
 }
@@ -155,6 +166,8 @@ impl SimUpstream {
                 oauth: oauth::RefreshTokens::default(),
                 limits: ratelimit::RateLimits::default(),
                 cache: cache::PromptCache::default(),
+                aws_keys: bedrock::AwsKeys::default(),
+                gcp: vertex::GcpState::default(),
                 org_id: uuid::Uuid::new_v4().to_string(),
             }),
         }
@@ -178,14 +191,25 @@ impl SimUpstream {
             .route("/v1/models", get(models::list))
             .route("/v1/models/{id}", get(models::retrieve))
             .route("/v1/oauth/token", post(oauth::token))
+            .route("/model/{model_id}/{action}", post(bedrock::invoke))
+            .route("/vertex/token", post(vertex::token))
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model_action}",
+                post(vertex::predict),
+            )
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             // The middleware below already enforced the 32 MB limit while buffering.
             .layer(DefaultBodyLimit::disable())
             .layer(middleware::from_fn_with_state(ctx.clone(), around_request))
             // Outermost so it sees final headers; its default predicate skips
-            // `text/event-stream`, so SSE is never compressed.
-            .layer(CompressionLayer::new())
+            // `text/event-stream`, so SSE is never compressed, and Bedrock's
+            // event stream is left alone the same way (as AWS does).
+            .layer(
+                CompressionLayer::new().compress_when(DefaultPredicate::new().and(
+                    NotForContentType::const_new("application/vnd.amazon.eventstream"),
+                )),
+            )
             .with_state(ctx)
     }
 
@@ -232,6 +256,20 @@ impl SimUpstream {
         } else {
             self.inner.faults.set(credential, fault, Some(times));
         }
+    }
+
+    /// Lets the simulated Bedrock accept another AWS key pair (the pair
+    /// [`bedrock::SIM_AWS_ACCESS_KEY_ID`] / [`bedrock::SIM_AWS_SECRET_ACCESS_KEY`]
+    /// is always accepted). Faults for Bedrock calls are set on the access key id.
+    pub fn add_aws_key(&self, access_key_id: &str, secret_access_key: &str) {
+        self.inner.aws_keys.add(access_key_id, secret_access_key);
+    }
+
+    /// Lets the simulated Vertex AI accept another service account e-mail
+    /// (signing with the simulator's key; see [`vertex::service_account_json`]).
+    /// Faults for Vertex calls are set on the e-mail.
+    pub fn add_gcp_service_account(&self, client_email: &str) {
+        self.inner.gcp.add(client_email);
     }
 
     /// Removes an explicit fault (a fault implied by the credential's name stays).

@@ -13,6 +13,7 @@ mod accounts;
 mod admins;
 mod groups;
 mod imports;
+mod key_query;
 mod keys;
 mod legacy;
 mod meta;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use imports::ImportLink;
+pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use legacy::{LegacyKeyHash, LegacySource};
 pub use usage::REQUEST_LOG_MAX;
 

@@ -8,10 +8,12 @@
 //! (so an OAuth adapter keeps its refreshed tokens).
 
 pub mod api_key;
+pub mod bedrock;
 pub mod classify;
 pub mod client;
 pub mod oauth;
 pub mod ratelimit;
+pub mod vertex;
 
 pub use classify::{classify, Failure, FailureKind};
 
@@ -37,12 +39,56 @@ pub enum Error {
     Refresh(String),
     #[error(transparent)]
     Pool(#[from] client::PoolError),
+    /// The account kind cannot serve this kind of request (see [`Capabilities`]).
+    #[error("{0} is not supported by this account kind")]
+    Unsupported(&'static str),
+}
+
+/// What an account kind can serve; the relay routes and answers by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `POST /v1/messages/count_tokens`.
+    pub count_tokens: bool,
+    /// `GET /v1/models` answered by upstream (else from the adapter's table).
+    pub upstream_models: bool,
+    /// `stream: true` on `/v1/messages`.
+    pub streaming: bool,
+}
+
+/// A response made by an adapter itself (Anthropic's error JSON), shaped as
+/// if upstream had sent it, so the relay's one failover path handles it.
+pub fn synthetic_response(
+    status: http::StatusCode,
+    error_type: &str,
+    message: &str,
+    retry_after_secs: Option<u64>,
+) -> reqwest::Response {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+    })
+    .to_string();
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(secs) = retry_after_secs {
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    reqwest::Response::from(response)
 }
 
 /// One adapter per account kind.
 pub enum Adapter {
     ApiKey(api_key::ApiKeyAdapter),
     OAuth(oauth::OAuthAdapter),
+    Bedrock(bedrock::BedrockAdapter),
+    /// Boxed: the RSA key and token slot make it several times larger
+    /// than the other adapters.
+    Vertex(Box<vertex::VertexAdapter>),
 }
 
 impl Adapter {
@@ -66,13 +112,102 @@ impl Adapter {
                 config.clone(),
                 store.clone(),
             )?),
+            AccountKind::Bedrock => {
+                Adapter::Bedrock(bedrock::BedrockAdapter::new(account, client)?)
+            }
+            AccountKind::Vertex => {
+                Adapter::Vertex(Box::new(vertex::VertexAdapter::new(account, client)?))
+            }
         })
+    }
+
+    /// The GraphQL name of the account kind, for messages to clients.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Adapter::ApiKey(_) => "ANTHROPIC_API_KEY or ANTHROPIC_COMPATIBLE",
+            Adapter::OAuth(_) => "CLAUDE_OAUTH",
+            Adapter::Bedrock(_) => "BEDROCK",
+            Adapter::Vertex(_) => "VERTEX",
+        }
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            Adapter::ApiKey(_) | Adapter::OAuth(_) => Capabilities {
+                count_tokens: true,
+                upstream_models: true,
+                streaming: true,
+            },
+            // Bedrock's CountTokens and Vertex's count-tokens take other
+            // request shapes and are not offered in every region; their model
+            // lists are not Anthropic's.
+            Adapter::Bedrock(_) | Adapter::Vertex(_) => Capabilities {
+                count_tokens: false,
+                upstream_models: false,
+                streaming: true,
+            },
+        }
+    }
+
+    /// Model names served from the adapter's own table, for kinds whose
+    /// upstream has no Anthropic-shaped models endpoint.
+    pub fn listed_models(&self) -> Option<&[String]> {
+        match self {
+            Adapter::Bedrock(a) => Some(a.listed_models()),
+            Adapter::Vertex(a) => Some(a.listed_models()),
+            Adapter::ApiKey(_) | Adapter::OAuth(_) => None,
+        }
+    }
+
+    /// The upstream call for `path` (e.g. `/v1/messages`) with the client's
+    /// (deny-listed) headers and body: URL, credentials and, for kinds that
+    /// speak another protocol, the translated request. `Ok(Err(response))`
+    /// is an answer the adapter gives itself (a request it cannot send).
+    pub async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        query: Option<&str>,
+        mut headers: HeaderMap,
+        body: bytes::Bytes,
+    ) -> Result<Result<reqwest::RequestBuilder, reqwest::Response>, Error> {
+        match self {
+            Adapter::Bedrock(a) => return a.request(path, &headers, &body),
+            Adapter::Vertex(a) => return a.request(path, &headers, &body).await,
+            Adapter::ApiKey(_) | Adapter::OAuth(_) => {}
+        }
+        self.authorize(&mut headers).await?;
+        let base = self.base_url();
+        let mut url = String::with_capacity(base.len() + path.len() + 32);
+        url.push_str(base);
+        url.push_str(path);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        Ok(Ok(self
+            .client()
+            .request(method, url)
+            .headers(headers)
+            .body(body)))
+    }
+
+    /// Upstream's answer as the Anthropic API would give it (unchanged for
+    /// Anthropic-speaking kinds).
+    pub async fn response(&self, response: reqwest::Response) -> reqwest::Response {
+        match self {
+            Adapter::Bedrock(a) => a.response(response).await,
+            Adapter::Vertex(a) => a.response(response).await,
+            Adapter::ApiKey(_) | Adapter::OAuth(_) => response,
+        }
     }
 
     pub fn base_url(&self) -> &str {
         match self {
             Adapter::ApiKey(a) => a.base_url(),
             Adapter::OAuth(a) => a.base_url(),
+            Adapter::Bedrock(a) => a.base_url(),
+            Adapter::Vertex(a) => a.base_url(),
         }
     }
 
@@ -80,6 +215,8 @@ impl Adapter {
         match self {
             Adapter::ApiKey(a) => a.client(),
             Adapter::OAuth(a) => a.client(),
+            Adapter::Bedrock(a) => a.client(),
+            Adapter::Vertex(a) => a.client(),
         }
     }
 
@@ -89,6 +226,10 @@ impl Adapter {
         match self {
             Adapter::ApiKey(a) => a.authorize(headers),
             Adapter::OAuth(a) => a.authorize(headers).await,
+            // Bedrock signs the whole translated request in `request`.
+            Adapter::Bedrock(_) | Adapter::Vertex(_) => {
+                Err(Error::Unsupported("header-only authorization"))
+            }
         }
     }
 }
@@ -127,6 +268,17 @@ impl Upstreams {
 
     pub fn get(&self, id: AccountId) -> Option<Arc<Adapter>> {
         self.inner.map.load().get(&id).map(|e| e.adapter.clone())
+    }
+
+    /// Accounts whose kind cannot do what `can` asks (e.g. count_tokens).
+    pub fn lacking(&self, can: impl Fn(&Capabilities) -> bool) -> Vec<AccountId> {
+        self.inner
+            .map
+            .load()
+            .iter()
+            .filter(|(_, e)| !can(&e.adapter.capabilities()))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Rebuilds the registry from the current accounts. Accounts whose adapter
@@ -181,6 +333,10 @@ fn same_route(a: &Account, b: &Account) -> bool {
         && a.base_url == b.base_url
         && a.proxy == b.proxy
         && a.credentials.api_key == b.credentials.api_key
+        && a.credentials.aws == b.credentials.aws
+        && a.credentials.gcp == b.credentials.gcp
+        && (!matches!(a.kind, AccountKind::Bedrock | AccountKind::Vertex)
+            || a.routing.model_mapping == b.routing.model_mapping)
 }
 
 /// The base URL of an account, without a trailing slash.
