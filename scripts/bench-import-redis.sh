@@ -38,11 +38,11 @@ run() {
     --crs-encryption-key bench-encryption-key --data-dir "$work/data" \
     >"$work/report.txt" 2>"$work/time.txt"
   sed -n '1,/^$/p' "$work/report.txt" | head -20
-  grep -E 'Elapsed \(wall clock\)|Maximum resident set size' "$work/time.txt"
+  grep -E 'Elapsed \(wall clock\)|User time|System time|Maximum resident set size' "$work/time.txt"
 }
 
 echo "== first import"
 run
 echo "== second import (rerun: nothing new)"
 run
-echo "store size: $(du -sh "$work/data" | cut -f1)"
+echo "store size: $(du -sh "$work/data" | cut -f1); load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -741,7 +741,7 @@ async fn only_named_sections_and_other_platforms_reported_as_skipped() {
         vec![
             (
                 "bedrock_account:b-1",
-                "Bedrock account: claude-relay has no adapter for this platform"
+                "Bedrock account: not imported (the importer does not map CRS Bedrock accounts yet); create it with createAccount"
             ),
             (
                 "gemini_account:g-1",

@@ -68,8 +68,8 @@ impl Links {
         let mut ids = HashMap::new();
         if let Some(store) = store {
             for kind in [KIND_KEY, KIND_ACCOUNT, KIND_GROUP] {
-                for (foreign, link) in store.import_links(source, kind)? {
-                    ids.insert((kind, foreign), link.local_id);
+                for (foreign, local_id) in store.import_link_ids(source, kind)? {
+                    ids.insert((kind, foreign), local_id);
                 }
             }
         }

@@ -96,6 +96,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The local ids of every link of one kind from one source: (foreign
+    /// id, local id), without holding the links' merge bases in memory.
+    pub fn import_link_ids(
+        &self,
+        source: &str,
+        kind: &str,
+    ) -> Result<Vec<(String, uuid::Uuid)>, Error> {
+        #[derive(Deserialize)]
+        struct LinkId {
+            local_id: uuid::Uuid,
+        }
+        let prefix = link_key(source, kind, "");
+        let mut out = Vec::new();
+        for entry in self.inner.imports.scan_prefix(&prefix) {
+            let (key, value) = entry?;
+            let foreign = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let link: LinkId = self.open_value(&key, &value)?;
+            out.push((foreign, link.local_id));
+        }
+        Ok(out)
+    }
+
     pub fn import_blob<T: DeserializeOwned>(
         &self,
         source: &str,
