@@ -15,6 +15,7 @@ mod meta;
 mod state;
 mod trees;
 mod usage;
+mod usage_query;
 mod vault;
 
 use crate::domain::*;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use usage::REQUEST_LOG_MAX;
+pub use usage_query::{RankKind, RankedCost, RequestLogEntry, RequestLogFilter, REQUEST_LOG_MAX_AGE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -123,6 +125,9 @@ struct Inner {
     /// Entries in the request log; kept in memory because sled's `len` is a scan.
     request_log_len: AtomicUsize,
     request_log_max: usize,
+    /// Analytics state: the cost ranking tree and its zone, the past-write
+    /// generation, the log's age bound (`usage_query.rs`).
+    analytics: usage_query::AnalyticsState,
 }
 
 /// Subscribers that fall this far behind see `Lagged` and should resync.
@@ -170,6 +175,7 @@ impl Store {
             vault,
             events,
             request_log_max,
+            analytics: usage_query::AnalyticsState::new(db.open_tree(trees::USAGE_RANK)?),
             db,
         };
         Ok(Store {

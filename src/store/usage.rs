@@ -35,11 +35,11 @@ fn subject_prefix(subject: &UsageSubject) -> String {
 }
 
 /// Escapes a model name so it cannot reach into another subject's key range.
-fn escape(model: &str) -> String {
+pub(super) fn escape(model: &str) -> String {
     model.replace('%', "%25").replace('|', "%7C")
 }
 
-fn unescape(model: &str) -> String {
+pub(super) fn unescape(model: &str) -> String {
     model.replace("%7C", "|").replace("%25", "%")
 }
 
@@ -129,6 +129,10 @@ impl Store {
         let excess = (current + log.len()).saturating_sub(self.inner.request_log_max);
         let drop_existing = excess.min(current);
         let log = &log[excess - drop_existing..];
+        // The log is also bounded by age; aged entries are its oldest, so
+        // both bounds drop a prefix of it.
+        let drop_existing = drop_existing.max(self.aged_log_entries(Utc::now())?);
+        let rank = self.rank_plan(&batch.hourly);
         let prune = self
             .inner
             .requests
@@ -137,8 +141,14 @@ impl Store {
             .take(drop_existing)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let trees = (&self.inner.usage, &self.inner.requests, &self.inner.keys);
-        trees.transaction(|(usage, requests, keys)| {
+        let trees = (
+            &self.inner.usage,
+            &self.inner.requests,
+            &self.inner.keys,
+            self.rank_tree(),
+        );
+        trees.transaction(|(usage, requests, keys, rank_tree)| {
+            super::usage_query::apply_rank(rank_tree, &rank)?;
             for (key, delta) in &buckets {
                 let mut total = match usage.get(key)? {
                     Some(v) => match decode::<UsageTotals>(&v, WHAT) {
@@ -181,6 +191,7 @@ impl Store {
         self.inner
             .request_log_len
             .store(current + log.len() - prune.len(), Ordering::Release);
+        self.note_usage_written(&batch.hourly);
         Ok(())
     }
 
@@ -448,7 +459,8 @@ mod tests {
     fn request_log_is_newest_first_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_with_log_max(dir.path(), 5);
-        let base = at(2025, 1, 1, 0, 0);
+        // Recent, so that the age bound (7 days) keeps them.
+        let base = Utc::now() - Duration::hours(3);
         for batch in 0..3 {
             let records = (0..3)
                 .map(|i| {
