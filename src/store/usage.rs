@@ -30,6 +30,7 @@ fn subject_prefix(subject: &UsageSubject) -> String {
         // Escaped so a model name containing `|` cannot reach into another subject's range.
         UsageSubject::Model(m) => format!("m|{}|", escape(m)),
         UsageSubject::KeyModel(id, m) => format!("km|{id}|{}|", escape(m)),
+        UsageSubject::AccountModel(id, m) => format!("am|{id}|{}|", escape(m)),
         UsageSubject::Global => "g|".into(),
     }
 }
@@ -255,7 +256,15 @@ impl Store {
     /// The newest finished requests, newest first.
     /// The models a key has used (names as upstream reported them).
     pub fn key_models(&self, key_id: KeyId) -> Result<Vec<String>, Error> {
-        let prefix = format!("km|{key_id}|");
+        self.subject_models(&format!("km|{key_id}|"))
+    }
+
+    /// The models an account served (names as upstream reported them).
+    pub fn account_models(&self, account_id: crate::domain::AccountId) -> Result<Vec<String>, Error> {
+        self.subject_models(&format!("am|{account_id}|"))
+    }
+
+    fn subject_models(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let mut models = Vec::new();
         for entry in self.inner.usage.scan_prefix(prefix.as_bytes()).keys() {
             let key = entry?;
@@ -264,7 +273,7 @@ impl Store {
             };
             // Only the lifetime bucket: `km|<id>|<model>|t`.
             if let Some(model) = text
-                .strip_prefix(&prefix)
+                .strip_prefix(prefix)
                 .and_then(|rest| rest.strip_suffix("|t"))
             {
                 models.push(unescape(model));
