@@ -151,6 +151,8 @@ impl App {
             config: self.config.clone(),
             limits: self.relay.limits.clone(),
             balancer: self.relay.balancer.clone(),
+            usage: Some(self.relay.usage.clone()),
+            pricing: self.relay.pricing.clone(),
         };
         let health = Router::new()
             .route(

@@ -9,6 +9,7 @@
 //! `connection` (pagination), `validate` (input checks), `error` (`GqlError`).
 
 mod accounts;
+mod analytics;
 mod auth;
 mod balancer;
 mod bootstrap;
@@ -28,7 +29,7 @@ pub use error::GqlError;
 
 use crate::config::Config;
 use crate::store::Store;
-use async_graphql::{MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
@@ -42,6 +43,10 @@ pub struct AdminState {
     pub limits: crate::limits::Limits,
     /// Live balancer state (for stats); read-only here.
     pub balancer: crate::balancer::Balancer,
+    /// The relay's usage sink, for live subscriptions (None: refused).
+    pub usage: Option<crate::usage::UsageSink>,
+    /// Prices in effect, for cost insights.
+    pub pricing: Arc<crate::usage::pricing::PricingTable>,
 }
 
 impl AdminState {
@@ -52,6 +57,8 @@ impl AdminState {
             config,
             limits: crate::limits::Limits::new(chrono_tz::UTC),
             balancer: crate::balancer::Balancer::default(),
+            usage: None,
+            pricing: Arc::new(crate::usage::pricing::PricingTable::embedded()),
         }
     }
 }
@@ -64,6 +71,7 @@ pub struct Query(
     usage::UsageQuery,
     routing::RoutingQuery,
     balancer::BalancerQuery,
+    analytics::AnalyticsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -72,9 +80,13 @@ pub struct Mutation(
     keys::KeyMutation,
     accounts::AccountMutation,
     routing::RoutingMutation,
+    analytics::AnalyticsMutation,
 );
 
-pub type AdminSchema = Schema<Query, Mutation, balancer::Subscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(balancer::Subscription, analytics::AnalyticsSubscription);
+
+pub type AdminSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
 const MAX_DEPTH: usize = 16;
@@ -82,18 +94,20 @@ const MAX_COMPLEXITY: usize = 2000;
 /// GraphQL documents are small; this also bounds what the parser sees.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
+fn build_schema(
+    services: Option<(Arc<auth::Services>, Arc<analytics::AnalyticsServices>)>,
+) -> AdminSchema {
     let builder = Schema::build(
         Query::default(),
         Mutation::default(),
-        balancer::Subscription,
+        Subscription::default(),
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(32)
     .limit_directives(16);
     match services {
-        Some(s) => builder.data(s).finish(),
+        Some((s, a)) => builder.data(s).data(a).finish(),
         None => builder.finish(),
     }
 }
@@ -103,6 +117,11 @@ fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so login throttling
 /// also counts per client address.
 pub fn router(state: AdminState) -> Router {
+    let analytics = Arc::new(analytics::AnalyticsServices::new(
+        state.store.clone(),
+        state.usage,
+        state.pricing,
+    ));
     let services = Arc::new(auth::Services::new(
         state.store,
         state.config,
@@ -110,7 +129,7 @@ pub fn router(state: AdminState) -> Router {
         state.balancer,
     ));
     let app = http::HttpState {
-        schema: build_schema(Some(services.clone())),
+        schema: build_schema(Some((services.clone(), analytics))),
         services,
     };
     Router::new()
