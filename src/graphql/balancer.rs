@@ -183,7 +183,8 @@ impl BalancerQuery {
 #[derive(Default)]
 pub struct Subscription;
 
-#[Subscription]
+// Named apart from the merged root `Subscription` (graphql/mod.rs).
+#[Subscription(name = "BalancerSubscription")]
 impl Subscription {
     /// `balancerStats` pushed every second.
     async fn balancer_stats(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = BalancerStats>> {
