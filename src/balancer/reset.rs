@@ -1,8 +1,10 @@
 //! An admin's reset of one account's live state: cooldowns (whole account
 //! and per model family), the circuit breaker, the outcome window, the
-//! health score, the latency averages and the last error. Counters of
-//! traffic (requests, tokens, in-flight leases) and what upstream headers
-//! said about its windows stay: they describe what happened, not a verdict.
+//! health score, the latency averages, the last error and what upstream's
+//! rate-limit headers last said (an admin resetting an account knows
+//! better, e.g. after a plan upgrade; the next response teaches them again).
+//! Counters of traffic (requests, tokens, the relay's own 5-hour window
+//! count, in-flight leases) stay: they describe what happened, not a verdict.
 
 use super::health::LiveState;
 use super::Balancer;
@@ -28,6 +30,11 @@ impl LiveState {
         cold.ttfb.reset();
         cold.ttfb_peak.reset();
         cold.latency.reset();
+        cold.header_used_ppm.store(0, R);
+        cold.header_reset.store(0, R);
+        cold.tokens_remaining.store(0, R);
+        cold.tokens_reset.store(0, R);
+        self.hot.limits_until.store(0, R);
         self.hot.breaker_open_until.store(0, R);
         self.hot.rest_until.store(0, R);
         self.hot.health.store(0, R);

@@ -742,6 +742,10 @@ fn reset_account_clears_cooldown_breaker_and_health() {
     assert!(s.cooldown_until.is_none());
     assert_eq!(s.state, AccountState::Healthy);
     assert!(s.last_error.is_none());
-    assert_eq!(b.select(&[]).unwrap().account_id(), sick.id, "back in front");
+    assert_eq!(
+        b.select(&[]).unwrap().account_id(),
+        sick.id,
+        "back in front"
+    );
     assert!(!b.reset_account(AccountId::generate()));
 }

@@ -201,7 +201,10 @@ fn zone(svc: &AnalyticsServices, name: Option<String>) -> Result<Tz, GqlError> {
     }
 }
 
-fn range(from: DateTime, to: DateTime) -> Result<(chrono::DateTime<Utc>, chrono::DateTime<Utc>), GqlError> {
+fn range(
+    from: DateTime,
+    to: DateTime,
+) -> Result<(chrono::DateTime<Utc>, chrono::DateTime<Utc>), GqlError> {
     if from.0 >= to.0 {
         return Err(GqlError::bad_input("`from` must be before `to`"));
     }
@@ -248,7 +251,13 @@ pub struct UsagePoint {
     pub error_requests: u64,
 }
 
-fn point(t: &UsageTotals, start: chrono::DateTime<Utc>, end: chrono::DateTime<Utc>, g: Gran, tz: Tz) -> UsagePoint {
+fn point(
+    t: &UsageTotals,
+    start: chrono::DateTime<Utc>,
+    end: chrono::DateTime<Utc>,
+    g: Gran,
+    tz: Tz,
+) -> UsagePoint {
     let local = start.with_timezone(&tz);
     UsagePoint {
         start: start.into(),
@@ -465,7 +474,10 @@ fn logged(svc: &AnalyticsServices, r: &UsageRecord) -> LoggedRequest {
     LoggedRequest {
         at: r.at.into(),
         key_id: r.key_id.map(|k| ID(k.to_string())),
-        key_name: r.key_id.and_then(|k| svc.key_name(k)).map(|n| n.to_string()),
+        key_name: r
+            .key_id
+            .and_then(|k| svc.key_name(k))
+            .map(|n| n.to_string()),
         account_id: r.account_id.map(|a| ID(a.to_string())),
         account_name: r
             .account_id
@@ -585,10 +597,7 @@ impl AnalyticsQuery {
         n: usize,
     ) -> Result<Vec<UsageRank>, GqlError> {
         let kind = RankKind::from(dim);
-        let top = svc
-            .analytics
-            .top(kind, from, to, n)
-            .map_err(bad)?;
+        let top = svc.analytics.top(kind, from, to, n).map_err(bad)?;
         top.iter()
             .enumerate()
             .map(|(i, r)| {
@@ -668,7 +677,9 @@ impl AnalyticsQuery {
             )],
             Some(UsageDimension::Key) => {
                 if !f.accounts.is_empty() {
-                    return Err(GqlError::bad_input("cannot group by key with an account filter").into());
+                    return Err(
+                        GqlError::bad_input("cannot group by key with an account filter").into(),
+                    );
                 }
                 let keys = if f.keys.is_empty() {
                     Self::ranks(svc, UsageDimension::Key, lo, hi, limit as usize)?
@@ -689,7 +700,9 @@ impl AnalyticsQuery {
             }
             Some(UsageDimension::Account) => {
                 if !f.keys.is_empty() {
-                    return Err(GqlError::bad_input("cannot group by account with a key filter").into());
+                    return Err(
+                        GqlError::bad_input("cannot group by account with a key filter").into(),
+                    );
                 }
                 let accounts = if f.accounts.is_empty() {
                     Self::ranks(svc, UsageDimension::Account, lo, hi, limit as usize)?
@@ -909,7 +922,10 @@ impl AnalyticsQuery {
             let mut per_model = Vec::new();
             for m in store.account_models(account).map_err(GqlError::from)? {
                 let t = store
-                    .usage_total(&UsageSubject::AccountModel(account, m.clone()), Some((from, to)))
+                    .usage_total(
+                        &UsageSubject::AccountModel(account, m.clone()),
+                        Some((from, to)),
+                    )
                     .map_err(GqlError::from)?;
                 if t.requests > 0 {
                     per_model.push((m, t));
@@ -969,7 +985,9 @@ impl AnalyticsQuery {
                         Kind::SmallRequestsOnExpensiveModel => {
                             SuggestionKind::SmallRequestsOnExpensiveModel
                         }
-                        Kind::IdleAccountWhileOthersRest => SuggestionKind::IdleAccountWhileOthersRest,
+                        Kind::IdleAccountWhileOthersRest => {
+                            SuggestionKind::IdleAccountWhileOthersRest
+                        }
                         Kind::LowCacheHitRatio => SuggestionKind::LowCacheHitRatio,
                     },
                     subject_id: ID(s.subject_id),
@@ -997,7 +1015,9 @@ impl AnalyticsQuery {
         require_admin(ctx)?;
         let svc = analytics_services(ctx)?;
         if !(0..=MAX_PAGE).contains(&first) {
-            return Err(GqlError::bad_input(format!("`first` must be between 0 and {MAX_PAGE}")).into());
+            return Err(
+                GqlError::bad_input(format!("`first` must be between 0 and {MAX_PAGE}")).into(),
+            );
         }
         let _ = DEFAULT_PAGE;
         let filter = log_filter(filter)?;
@@ -1210,7 +1230,11 @@ pub(crate) fn pricing_overrides(
         let entry = PriceOverride {
             input,
             output,
-            cache_write_5m: opt("cacheWrite5mPerMtok", o.cache_write_5m_per_mtok, input * 5 / 4)?,
+            cache_write_5m: opt(
+                "cacheWrite5mPerMtok",
+                o.cache_write_5m_per_mtok,
+                input * 5 / 4,
+            )?,
             cache_write_1h: opt("cacheWrite1hPerMtok", o.cache_write_1h_per_mtok, input * 2)?,
             cache_read: opt("cacheReadPerMtok", o.cache_read_per_mtok, input / 10)?,
         };

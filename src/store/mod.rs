@@ -26,7 +26,9 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use usage::REQUEST_LOG_MAX;
-pub use usage_query::{closed_horizon, RankKind, RankedCost, RequestLogEntry, RequestLogFilter, REQUEST_LOG_MAX_AGE};
+pub use usage_query::{
+    closed_horizon, RankKind, RankedCost, RequestLogEntry, RequestLogFilter, REQUEST_LOG_MAX_AGE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

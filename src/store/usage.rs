@@ -260,7 +260,10 @@ impl Store {
     }
 
     /// The models an account served (names as upstream reported them).
-    pub fn account_models(&self, account_id: crate::domain::AccountId) -> Result<Vec<String>, Error> {
+    pub fn account_models(
+        &self,
+        account_id: crate::domain::AccountId,
+    ) -> Result<Vec<String>, Error> {
         self.subject_models(&format!("am|{account_id}|"))
     }
 

@@ -248,10 +248,9 @@ impl Store {
                 let Some(id) = head.strip_prefix(prefix) else {
                     continue;
                 };
-                let Ok(naive) = chrono::NaiveDateTime::parse_from_str(
-                    &format!("{stamp}0000"),
-                    "%Y%m%d%H%M%S",
-                ) else {
+                let Ok(naive) =
+                    chrono::NaiveDateTime::parse_from_str(&format!("{stamp}0000"), "%Y%m%d%H%M%S")
+                else {
                     continue;
                 };
                 let hour = Utc.from_utc_datetime(&naive);
@@ -301,7 +300,10 @@ impl Store {
     pub(crate) fn note_usage_written(&self, hourly: &[(UsageSubject, DateTime<Utc>, UsageTotals)]) {
         let horizon = closed_horizon(Utc::now());
         if hourly.iter().any(|(_, hour, _)| *hour < horizon) {
-            self.inner.analytics.generation.fetch_add(1, Ordering::AcqRel);
+            self.inner
+                .analytics
+                .generation
+                .fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -375,7 +377,10 @@ impl Store {
     ) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
         for model in self.key_models(key_id)? {
-            let t = self.usage_total(&UsageSubject::KeyModel(key_id, model.clone()), Some((from, to)))?;
+            let t = self.usage_total(
+                &UsageSubject::KeyModel(key_id, model.clone()),
+                Some((from, to)),
+            )?;
             if t.requests > 0 {
                 out.push(model);
             }
@@ -394,7 +399,11 @@ impl Store {
     /// How many of the oldest log entries are past the age bound (at most
     /// [`AGE_PRUNE_PER_FLUSH`]); they form a prefix of the log.
     pub(crate) fn aged_log_entries(&self, now: DateTime<Utc>) -> Result<usize, Error> {
-        let age = self.inner.analytics.log_max_age_secs.load(Ordering::Relaxed);
+        let age = self
+            .inner
+            .analytics
+            .log_max_age_secs
+            .load(Ordering::Relaxed);
         let cutoff = now - Duration::seconds(age);
         let micros = u64::try_from(cutoff.timestamp_micros()).unwrap_or(0);
         let mut n = 0;
@@ -562,7 +571,9 @@ mod tests {
             .unwrap();
         let feb = store.top_of_month(RankKind::Key, "202502", 10).unwrap();
         assert_eq!(
-            feb.iter().map(|r| (r.id.clone(), r.billed.0)).collect::<Vec<_>>(),
+            feb.iter()
+                .map(|r| (r.id.clone(), r.billed.0))
+                .collect::<Vec<_>>(),
             vec![(a.to_string(), 100), (b.to_string(), 60)]
         );
         let jan = store.top_of_month(RankKind::Key, "202501", 10).unwrap();
@@ -579,13 +590,21 @@ mod tests {
         assert_eq!(feb[0].id, b.to_string());
         assert_eq!(feb[0].billed, NanoUsd(110));
         assert_eq!(feb.len(), 2, "no stale order entries");
-        assert_eq!(store.top_of_month(RankKind::Key, "202502", 1).unwrap().len(), 1);
+        assert_eq!(
+            store
+                .top_of_month(RankKind::Key, "202502", 1)
+                .unwrap()
+                .len(),
+            1
+        );
 
         // Another zone rebuilds from the hour buckets: in UTC, a's hour is January.
         store.set_analytics_time_zone(chrono_tz::UTC).unwrap();
         let jan = store.top_of_month(RankKind::Key, "202501", 10).unwrap();
         assert_eq!(
-            jan.iter().map(|r| (r.id.clone(), r.billed.0)).collect::<Vec<_>>(),
+            jan.iter()
+                .map(|r| (r.id.clone(), r.billed.0))
+                .collect::<Vec<_>>(),
             vec![(a.to_string(), 100), (b.to_string(), 70)]
         );
         let feb = store.top_of_month(RankKind::Key, "202502", 10).unwrap();
@@ -603,7 +622,11 @@ mod tests {
                 hourly: vec![
                     (UsageSubject::Account(x), at(2025, 3, 1, 0), cost(1000, 1)),
                     (UsageSubject::Account(y), at(2025, 3, 1, 0), cost(1, 9)),
-                    (UsageSubject::Model("a|b".into()), at(2025, 3, 1, 0), cost(5, 5)),
+                    (
+                        UsageSubject::Model("a|b".into()),
+                        at(2025, 3, 1, 0),
+                        cost(5, 5),
+                    ),
                 ],
                 ..UsageBatch::default()
             })

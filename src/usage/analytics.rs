@@ -111,7 +111,9 @@ pub fn boundaries(
                 if t >= to {
                     break;
                 }
-                d = d.succ_opt().ok_or_else(|| Error::BadInput("range too far".into()))?;
+                d = d
+                    .succ_opt()
+                    .ok_or_else(|| Error::BadInput("range too far".into()))?;
             }
         }
         Granularity::Month => {
@@ -130,7 +132,13 @@ pub fn boundaries(
 }
 
 /// `[start, end)` of the local day and month containing `now`.
-pub fn today_and_month(now: DateTime<Utc>, tz: Tz) -> ((DateTime<Utc>, DateTime<Utc>), (DateTime<Utc>, DateTime<Utc>)) {
+pub fn today_and_month(
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> (
+    (DateTime<Utc>, DateTime<Utc>),
+    (DateTime<Utc>, DateTime<Utc>),
+) {
     let date = now.with_timezone(&tz).date_naive();
     let day = (
         local_midnight(tz, date),
@@ -168,25 +176,35 @@ pub fn subjects(
     accounts: &[AccountId],
     models: &[String],
 ) -> Result<Vec<UsageSubject>, Error> {
-    Ok(match (keys.is_empty(), accounts.is_empty(), models.is_empty()) {
-        (true, true, true) => vec![UsageSubject::Global],
-        (false, true, true) => keys.iter().map(|k| UsageSubject::Key(*k)).collect(),
-        (true, false, true) => accounts.iter().map(|a| UsageSubject::Account(*a)).collect(),
-        (true, true, false) => models.iter().map(|m| UsageSubject::Model(m.clone())).collect(),
-        (false, true, false) => keys
-            .iter()
-            .flat_map(|k| models.iter().map(|m| UsageSubject::KeyModel(*k, m.clone())))
-            .collect(),
-        (true, false, false) => accounts
-            .iter()
-            .flat_map(|a| models.iter().map(|m| UsageSubject::AccountModel(*a, m.clone())))
-            .collect(),
-        (false, false, _) => {
-            return Err(Error::BadInput(
-                "usage is not kept per key and account together: filter by keys or by accounts".into(),
-            ))
-        }
-    })
+    Ok(
+        match (keys.is_empty(), accounts.is_empty(), models.is_empty()) {
+            (true, true, true) => vec![UsageSubject::Global],
+            (false, true, true) => keys.iter().map(|k| UsageSubject::Key(*k)).collect(),
+            (true, false, true) => accounts.iter().map(|a| UsageSubject::Account(*a)).collect(),
+            (true, true, false) => models
+                .iter()
+                .map(|m| UsageSubject::Model(m.clone()))
+                .collect(),
+            (false, true, false) => keys
+                .iter()
+                .flat_map(|k| models.iter().map(|m| UsageSubject::KeyModel(*k, m.clone())))
+                .collect(),
+            (true, false, false) => accounts
+                .iter()
+                .flat_map(|a| {
+                    models
+                        .iter()
+                        .map(|m| UsageSubject::AccountModel(*a, m.clone()))
+                })
+                .collect(),
+            (false, false, _) => {
+                return Err(Error::BadInput(
+                    "usage is not kept per key and account together: filter by keys or by accounts"
+                        .into(),
+                ))
+            }
+        },
+    )
 }
 
 /// The analytics service: the store plus caches. Cheap to clone.
@@ -386,7 +404,13 @@ mod tests {
     fn day_boundaries_are_local_midnights_across_dst() {
         let tz = chrono_tz::Europe::Berlin;
         // DST starts 2025-03-30 (a 23-hour day).
-        let b = boundaries(utc(2025, 3, 29, 12), utc(2025, 3, 31, 12), Granularity::Day, tz).unwrap();
+        let b = boundaries(
+            utc(2025, 3, 29, 12),
+            utc(2025, 3, 31, 12),
+            Granularity::Day,
+            tz,
+        )
+        .unwrap();
         assert_eq!(
             b,
             vec![
@@ -401,7 +425,13 @@ mod tests {
     #[test]
     fn month_and_hour_boundaries() {
         let tz = chrono_tz::America::New_York;
-        let b = boundaries(utc(2025, 1, 15, 0), utc(2025, 3, 1, 0), Granularity::Month, tz).unwrap();
+        let b = boundaries(
+            utc(2025, 1, 15, 0),
+            utc(2025, 3, 1, 0),
+            Granularity::Month,
+            tz,
+        )
+        .unwrap();
         assert_eq!(
             b,
             vec![utc(2025, 1, 1, 5), utc(2025, 2, 1, 5), utc(2025, 3, 1, 5)]
@@ -413,8 +443,17 @@ mod tests {
             tz,
         )
         .unwrap();
-        assert_eq!(h, vec![utc(2025, 1, 1, 0), utc(2025, 1, 1, 1), utc(2025, 1, 1, 2)]);
-        assert!(boundaries(utc(2020, 1, 1, 0), utc(2025, 1, 1, 0), Granularity::Hour, tz).is_err());
+        assert_eq!(
+            h,
+            vec![utc(2025, 1, 1, 0), utc(2025, 1, 1, 1), utc(2025, 1, 1, 2)]
+        );
+        assert!(boundaries(
+            utc(2020, 1, 1, 0),
+            utc(2025, 1, 1, 0),
+            Granularity::Hour,
+            tz
+        )
+        .is_err());
         assert!(boundaries(utc(2025, 1, 1, 0), utc(2025, 1, 1, 0), Granularity::Day, tz).is_err());
     }
 

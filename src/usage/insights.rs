@@ -257,21 +257,30 @@ mod tests {
             km("c", "opus", 5, 5 * 10),        // too few requests
             km("d", "haiku", 100, 100 * 10),   // cheap model: fine
         ];
-        let s = small_requests_on_expensive_model(
-            &usage,
-            ("opus", &OPUS),
-            Some(("haiku", &HAIKU)),
-        );
+        let s = small_requests_on_expensive_model(&usage, ("opus", &OPUS), Some(("haiku", &HAIKU)));
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].subject_id, "a");
         assert_eq!(s[0].kind, SuggestionKind::SmallRequestsOnExpensiveModel);
-        assert!(s[0].message.contains("averaging 500 tokens"), "{}", s[0].message);
-        assert!(s[0].message.contains("haiku ($1/MTok input)"), "{}", s[0].message);
+        assert!(
+            s[0].message.contains("averaging 500 tokens"),
+            "{}",
+            s[0].message
+        );
+        assert!(
+            s[0].message.contains("haiku ($1/MTok input)"),
+            "{}",
+            s[0].message
+        );
         assert!(s[0]
             .figures
             .contains(&("averageTokens".to_string(), "500".to_string())));
         // The boundary itself is small.
-        let edge = [km("e", "opus", MIN_REQUESTS, MIN_REQUESTS * SMALL_REQUEST_TOKENS)];
+        let edge = [km(
+            "e",
+            "opus",
+            MIN_REQUESTS,
+            MIN_REQUESTS * SMALL_REQUEST_TOKENS,
+        )];
         assert_eq!(
             small_requests_on_expensive_model(&edge, ("opus", &OPUS), None).len(),
             1
@@ -301,7 +310,11 @@ mod tests {
         let s = idle_while_others_rest(&busy);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].subject_id, "idle");
-        assert!(s[0].message.contains("1 account(s) rest (rest)"), "{}", s[0].message);
+        assert!(
+            s[0].message.contains("1 account(s) rest (rest)"),
+            "{}",
+            s[0].message
+        );
     }
 
     fn cache(id: &str, requests: u64, write: u64, read: u64) -> CacheFigures {

@@ -753,9 +753,17 @@ mod tests {
         o.insert("brand-new".to_string(), p);
         table.set_runtime_overrides(&o);
         assert_eq!(copy.price("claude-sonnet-4-5").unwrap(), p);
-        assert_eq!(copy.price("claude-sonnet-4-5-20250929").unwrap(), p, "dated ids follow");
+        assert_eq!(
+            copy.price("claude-sonnet-4-5-20250929").unwrap(),
+            p,
+            "dated ids follow"
+        );
         assert_eq!(copy.price("brand-new").unwrap(), p);
-        assert_eq!(other.price("claude-sonnet-4-5-20250929").unwrap(), before, "other tables untouched");
+        assert_eq!(
+            other.price("claude-sonnet-4-5-20250929").unwrap(),
+            before,
+            "other tables untouched"
+        );
         table.set_runtime_overrides(&BTreeMap::new());
         assert_eq!(copy.price("claude-sonnet-4-5-20250929").unwrap(), before);
         assert_eq!(copy.price("brand-new"), None);
