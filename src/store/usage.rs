@@ -117,9 +117,12 @@ impl Store {
             let entry = last_used.entry(*id).or_insert(*at);
             *entry = (*entry).max(*at);
         }
+        let log_cutoff = self.request_log_cutoff(Utc::now());
         let mut log = batch
             .records
             .iter()
+            // A record already past the age bound (a replay, a clock jump) would be pruned at once.
+            .filter(|r| r.at >= log_cutoff)
             .map(|r| Ok((log_key(r.at), encode(r)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         log.sort_by(|a, b| a.0.cmp(&b.0));
@@ -520,7 +523,7 @@ mod tests {
             store
                 .apply_usage(&UsageBatch {
                     hourly: vec![(subject.clone(), at(2025, 1, 1, 1, 0), delta(3, 1, 1))],
-                    records: vec![record(at(2025, 1, 1, 1, 0), "x")],
+                    records: vec![record(Utc::now(), "x")],
                     ..UsageBatch::default()
                 })
                 .unwrap();

@@ -396,15 +396,16 @@ impl Store {
             .store(age.num_seconds().max(1), Ordering::Relaxed);
     }
 
+    /// Log entries older than this are past the age bound.
+    pub(crate) fn request_log_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let age = self.inner.analytics.log_max_age_secs.load(Ordering::Relaxed);
+        now - Duration::seconds(age)
+    }
+
     /// How many of the oldest log entries are past the age bound (at most
     /// [`AGE_PRUNE_PER_FLUSH`]); they form a prefix of the log.
     pub(crate) fn aged_log_entries(&self, now: DateTime<Utc>) -> Result<usize, Error> {
-        let age = self
-            .inner
-            .analytics
-            .log_max_age_secs
-            .load(Ordering::Relaxed);
-        let cutoff = now - Duration::seconds(age);
+        let cutoff = self.request_log_cutoff(now);
         let micros = u64::try_from(cutoff.timestamp_micros()).unwrap_or(0);
         let mut n = 0;
         for key in self
@@ -668,18 +669,28 @@ mod tests {
             let status = if i % 5 == 0 { 529 } else { 200 };
             records.push(record(now - Duration::seconds(100 - i), k, "m", status));
         }
-        // Two entries older than the age bound.
+        // Two entries that age out: kept while the bound is 30 days, gone
+        // with the next flush once it is 7 days again.
         records.push(record(now - Duration::days(8), Some(key), "m", 200));
         records.push(record(now - Duration::days(9), Some(key), "m", 200));
+        store.set_request_log_max_age(Duration::days(30));
         store
             .apply_usage(&UsageBatch {
                 records,
                 ..UsageBatch::default()
             })
             .unwrap();
-        // The aged entries go with the next flush.
+        store.set_request_log_max_age(REQUEST_LOG_MAX_AGE);
         assert_eq!(store.aged_log_entries(now).unwrap(), 2);
         store.apply_usage(&UsageBatch::default()).unwrap();
+        assert_eq!(store.aged_log_entries(now).unwrap(), 0);
+        // Records already past the bound are not logged at all.
+        store
+            .apply_usage(&UsageBatch {
+                records: vec![record(now - Duration::days(10), None, "m", 200)],
+                ..UsageBatch::default()
+            })
+            .unwrap();
         assert_eq!(store.aged_log_entries(now).unwrap(), 0);
 
         let filter = RequestLogFilter {
