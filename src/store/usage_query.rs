@@ -398,7 +398,11 @@ impl Store {
 
     /// Log entries older than this are past the age bound.
     pub(crate) fn request_log_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let age = self.inner.analytics.log_max_age_secs.load(Ordering::Relaxed);
+        let age = self
+            .inner
+            .analytics
+            .log_max_age_secs
+            .load(Ordering::Relaxed);
         now - Duration::seconds(age)
     }
 
