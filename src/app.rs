@@ -337,7 +337,8 @@ async fn not_found(uri: http::Uri) -> Response {
     ApiError::NotFound(format!("Not found: {}", uri.path())).into_response()
 }
 
-/// Keeps caches and the account pool in step with the store.
+/// Keeps caches, the account pool and the prices in step with the store.
+#[allow(clippy::too_many_arguments)]
 async fn follow_store_events(
     mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
     store: Store,

@@ -452,7 +452,7 @@ async fn recent_requests_filter_and_paginate_like_the_reference() {
             key_ok && acct_ok && model_ok && err_ok && status_ok
         };
         let mut expected: Vec<&UsageRecord> = records.iter().filter(|r| matches(r)).collect();
-        expected.sort_by(|a, b| b.at.cmp(&a.at));
+        expected.sort_by_key(|r| std::cmp::Reverse(r.at));
         let mut got = Vec::new();
         let mut after = Value::Null;
         loop {

@@ -11,7 +11,7 @@
 //! waiting (a subscriber that lags loses events and is told how many).
 
 use super::auth::{require_admin, require_writer, services};
-use super::connection::{PageInfo, DEFAULT_PAGE, MAX_PAGE};
+use super::connection::{PageInfo, MAX_PAGE};
 use super::error::GqlError;
 use super::scalars::{DateTime, Usd};
 use super::usage::Usage;
@@ -1019,7 +1019,6 @@ impl AnalyticsQuery {
                 GqlError::bad_input(format!("`first` must be between 0 and {MAX_PAGE}")).into(),
             );
         }
-        let _ = DEFAULT_PAGE;
         let filter = log_filter(filter)?;
         let after = after.as_deref().map(parse_log_cursor).transpose()?;
         let store = svc.analytics.store().clone();
@@ -1195,7 +1194,7 @@ const MAX_OVERRIDES: usize = 500;
 /// USD per MTok (nano-USD) to pico-USD per token: 1 nano-USD per MTok is
 /// 0.001 pico-USD per token, so only whole pico-dollars are exact.
 fn pico_per_token(field: &str, model: &str, usd: Usd) -> Result<u64, GqlError> {
-    if usd.0 .0 % 1000 != 0 {
+    if !usd.0 .0.is_multiple_of(1000) {
         return Err(GqlError::bad_input(format!(
             "{model}: `{field}` has more than 6 decimals per million tokens"
         )));

@@ -270,20 +270,23 @@ impl Store {
         self.subject_models(&format!("am|{account_id}|"))
     }
 
+    /// The models under `prefix` (`km|<id>|` or `am|<id>|`): one seek per
+    /// model, skipping over its hour and day buckets (escaped names hold no
+    /// `|`, so `<model>|` + 0xff is past all of them).
     fn subject_models(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let mut models = Vec::new();
-        for entry in self.inner.usage.scan_prefix(prefix.as_bytes()).keys() {
+        let mut cursor = prefix.as_bytes().to_vec();
+        while let Some(entry) = self.inner.usage.range(cursor.clone()..).keys().next() {
             let key = entry?;
-            let Ok(text) = std::str::from_utf8(&key) else {
-                continue;
+            let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+                break;
             };
-            // Only the lifetime bucket: `km|<id>|<model>|t`.
-            if let Some(model) = text
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix("|t"))
-            {
-                models.push(unescape(model));
-            }
+            let Some(end) = rest.iter().position(|b| *b == b'|') else {
+                break;
+            };
+            let model = String::from_utf8_lossy(&rest[..end]).into_owned();
+            cursor = [prefix.as_bytes(), &rest[..=end], &[0xff]].concat();
+            models.push(unescape(&model));
         }
         Ok(models)
     }

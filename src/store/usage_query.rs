@@ -10,7 +10,7 @@
 //! When the zone changes (or a store predates the rankings), they are rebuilt
 //! once from the hour buckets.
 
-use super::trees::{decode, encode};
+use super::trees::decode;
 use super::usage::{escape, unescape};
 use super::{Error, Store};
 use crate::domain::{AccountId, KeyId, NanoUsd, UsageRecord, UsageSubject, UsageTotals};
@@ -482,11 +482,6 @@ impl Store {
         Ok((n, bytes))
     }
 
-    /// Encoded size of one record (what a log entry costs before sled's own overhead).
-    pub fn request_record_bytes(record: &UsageRecord) -> Result<usize, Error> {
-        Ok(encode(record)?.len() + 24)
-    }
-
     /// The sum of several subjects' totals over the same range.
     pub fn usage_total_of(
         &self,
@@ -728,6 +723,54 @@ mod tests {
             .request_log_page(&RequestLogFilter::default(), None, 1)
             .unwrap();
         assert_eq!(all, 30);
+    }
+
+    #[test]
+    fn models_of_a_key_and_an_account_are_found_by_seeking() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (k, other) = (KeyId::generate(), KeyId::generate());
+        let a = AccountId::generate();
+        let mut hourly = Vec::new();
+        for (i, m) in ["b", "a|x", "a", "c%"].iter().enumerate() {
+            for h in 0..30 {
+                let t = at(2025, 1, 1, 0) + Duration::hours(h * (i as i64 + 1));
+                hourly.push((UsageSubject::KeyModel(k, m.to_string()), t, cost(1, 1)));
+            }
+        }
+        hourly.push((
+            UsageSubject::KeyModel(other, "z".into()),
+            at(2025, 1, 1, 0),
+            cost(1, 1),
+        ));
+        hourly.push((
+            UsageSubject::AccountModel(a, "m1".into()),
+            at(2025, 1, 1, 0),
+            cost(1, 1),
+        ));
+        store
+            .apply_usage(&UsageBatch {
+                hourly,
+                ..UsageBatch::default()
+            })
+            .unwrap();
+        let mut models = store.key_models(k).unwrap();
+        models.sort();
+        assert_eq!(models, vec!["a", "a|x", "b", "c%"]);
+        assert_eq!(store.key_models(other).unwrap(), vec!["z"]);
+        assert_eq!(store.account_models(a).unwrap(), vec!["m1"]);
+        assert!(store
+            .account_models(AccountId::generate())
+            .unwrap()
+            .is_empty());
+        let in_range = store
+            .key_models_in(k, at(2025, 1, 3, 0), at(2025, 1, 5, 0))
+            .unwrap();
+        assert_eq!(
+            in_range.len(),
+            3,
+            "model `b` stops after 30 hours: {in_range:?}"
+        );
     }
 
     #[test]

@@ -131,14 +131,11 @@ pub fn boundaries(
     Ok(out)
 }
 
+/// `[start, end)` of a period.
+pub type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// `[start, end)` of the local day and month containing `now`.
-pub fn today_and_month(
-    now: DateTime<Utc>,
-    tz: Tz,
-) -> (
-    (DateTime<Utc>, DateTime<Utc>),
-    (DateTime<Utc>, DateTime<Utc>),
-) {
+pub fn today_and_month(now: DateTime<Utc>, tz: Tz) -> (Span, Span) {
     let date = now.with_timezone(&tz).date_naive();
     let day = (
         local_midnight(tz, date),
@@ -311,10 +308,11 @@ impl Analytics {
         if let Some(hit) = key.as_ref().and_then(|k| self.top_cache.get(k)) {
             return Ok(hit);
         }
-        let bounds = self.store.month_costs(kind, &months)?;
-        let mut candidates: Vec<(String, NanoUsd)> = bounds
-            .into_iter()
-            .map(|(id, (b, l))| {
+        let costs = self.store.month_costs(kind, &months)?;
+        let mut candidates: Vec<(String, NanoUsd)> = costs
+            .iter()
+            .map(|(id, &(b, l))| {
+                let id = id.clone();
                 let c = kind.sort_cost(b, l);
                 (id, c)
             })
@@ -323,7 +321,6 @@ impl Analytics {
         candidates.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let result = if whole {
             let mut out = Vec::with_capacity(n);
-            let costs = self.store.month_costs(kind, &months)?;
             for (id, _) in candidates.into_iter().take(n) {
                 let (billed, list) = costs.get(&id).copied().unwrap_or_default();
                 out.push(RankedCost { id, billed, list });
