@@ -192,6 +192,40 @@ async fn reset_account_state_lifts_a_cooldown() {
     assert_eq!(resp.status(), 200, "served by the second account");
     relay.sim.sim.clear_fault("sk-ant-api03-rs-first");
 
+    // The window view: the second account's last five hours hold the request.
+    let row = |v: &Value, name: &str| {
+        v["accountWindowUsage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let mut window = Value::Null;
+    for _ in 0..100 {
+        window = relay
+            .gql(
+                "{ accountWindowUsage { name windowTokensUsed lastFiveHours { requests inputTokens } } }",
+                json!({}),
+            )
+            .await;
+        if row(&window, "second")["lastFiveHours"]["requests"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let second = row(&window, "second");
+    assert_eq!(second["lastFiveHours"]["requests"], 1, "{window}");
+    assert!(second["lastFiveHours"]["inputTokens"].as_u64().unwrap() > 0);
+    // API-key accounts have no 5-hour window: the balancer counts none.
+    assert_eq!(second["windowTokensUsed"], 0, "{second}");
+    assert_eq!(
+        row(&window, "first")["lastFiveHours"]["requests"],
+        0,
+        "{window}"
+    );
+
     let state = |v: &Value| {
         v["balancerStats"]["accounts"]
             .as_array()

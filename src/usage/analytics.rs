@@ -466,6 +466,49 @@ mod tests {
     }
 
     #[test]
+    fn cached_past_series_follow_a_late_write() {
+        use crate::store::UsageBatch;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::StoreOptions {
+            data_dir: dir.path().to_path_buf(),
+            master_key: None,
+            master_key_file: dir.path().join("master.key"),
+            cache_capacity_bytes: 8 * 1024 * 1024,
+        })
+        .unwrap();
+        let analytics = Analytics::new(store.clone());
+        let hour = floor_hour(Utc::now()) - Duration::hours(5);
+        let bounds = vec![hour, hour + Duration::hours(1)];
+        let g = [UsageSubject::Global];
+        let write = |n: u64, at: DateTime<Utc>| {
+            store
+                .apply_usage(&UsageBatch {
+                    hourly: vec![(
+                        UsageSubject::Global,
+                        at,
+                        UsageTotals {
+                            requests: n,
+                            ..UsageTotals::default()
+                        },
+                    )],
+                    ..UsageBatch::default()
+                })
+                .unwrap();
+        };
+        write(2, hour);
+        assert_eq!(analytics.series(&g, &bounds).unwrap()[0].requests, 2);
+        // A write to the current hour leaves the closed answer cached and right.
+        let before = store.usage_generation();
+        write(1, Utc::now());
+        assert_eq!(store.usage_generation(), before);
+        assert_eq!(analytics.series(&g, &bounds).unwrap()[0].requests, 2);
+        // A late write to that past hour invalidates it.
+        write(3, hour);
+        assert!(store.usage_generation() > before);
+        assert_eq!(analytics.series(&g, &bounds).unwrap()[0].requests, 5);
+    }
+
+    #[test]
     fn subject_sets_follow_the_filters() {
         let k = KeyId::generate();
         let a = AccountId::generate();
