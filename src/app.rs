@@ -80,7 +80,10 @@ impl App {
             &store, &config,
         )));
         apply_settings(&balancer, &settings.load());
+        pricing.set_runtime_overrides(&settings.load().override_prices());
         let tz = crate::limits::parse_time_zone(&config.time_zone).map_err(Error::TimeZone)?;
+        // Monthly cost rankings follow the configured zone (rebuilt once if it changed).
+        store.set_analytics_time_zone(tz)?;
         let limits = crate::limits::Limits::new(tz);
         match store.get_state::<crate::limits::LimitsSnapshot>(LIMITS_STATE) {
             Ok(Some(snapshot)) => limits.restore(snapshot),
@@ -108,6 +111,7 @@ impl App {
             balancer.clone(),
             upstreams.clone(),
             settings.clone(),
+            pricing.clone(),
             token.clone(),
         ));
 
@@ -147,6 +151,8 @@ impl App {
             config: self.config.clone(),
             limits: self.relay.limits.clone(),
             balancer: self.relay.balancer.clone(),
+            usage: Some(self.relay.usage.clone()),
+            pricing: self.relay.pricing.clone(),
         };
         let health = Router::new()
             .route(
@@ -331,7 +337,8 @@ async fn not_found(uri: http::Uri) -> Response {
     ApiError::NotFound(format!("Not found: {}", uri.path())).into_response()
 }
 
-/// Keeps caches and the account pool in step with the store.
+/// Keeps caches, the account pool and the prices in step with the store.
+#[allow(clippy::too_many_arguments)]
 async fn follow_store_events(
     mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
     store: Store,
@@ -339,6 +346,7 @@ async fn follow_store_events(
     balancer: Balancer,
     upstreams: Upstreams,
     settings: Arc<arc_swap::ArcSwap<RuntimeSettings>>,
+    pricing: Arc<PricingTable>,
     token: CancellationToken,
 ) {
     let resync_accounts = || match (store.list_accounts(), store.list_groups()) {
@@ -362,6 +370,7 @@ async fn follow_store_events(
                 match store.get_state::<RuntimeSettings>(RuntimeSettings::STATE_NAME) {
                     Ok(Some(fresh)) => {
                         apply_settings(&balancer, &fresh);
+                        pricing.set_runtime_overrides(&fresh.override_prices());
                         settings.store(Arc::new(fresh));
                     }
                     Ok(None) => {}

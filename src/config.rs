@@ -262,9 +262,45 @@ pub struct RuntimeSettings {
     /// Rest for an account that failed without a `retry-after`.
     pub default_cooldown_secs: u64,
     pub max_failover_attempts: u32,
+    /// Prices set at run time per model name, laid over the built-in table
+    /// and the pricing file; they price requests that finish after the change.
+    pub pricing_overrides: std::collections::BTreeMap<String, PriceOverride>,
+}
+
+/// One model's prices set at run time, in pico-USD per token (exact, like
+/// the built-in table).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct PriceOverride {
+    pub input: u64,
+    pub output: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+}
+
+impl PriceOverride {
+    pub fn price(&self) -> crate::usage::pricing::ModelPrice {
+        crate::usage::pricing::ModelPrice {
+            input: self.input,
+            output: self.output,
+            cache_write_5m: self.cache_write_5m,
+            cache_write_1h: self.cache_write_1h,
+            cache_read: self.cache_read,
+        }
+    }
 }
 
 impl RuntimeSettings {
+    /// The run-time overrides as prices.
+    pub fn override_prices(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::usage::pricing::ModelPrice> {
+        self.pricing_overrides
+            .iter()
+            .map(|(m, p)| (m.clone(), p.price()))
+            .collect()
+    }
+
     /// The store's name for the persisted settings.
     pub const STATE_NAME: &'static str = "settings";
 
@@ -275,6 +311,7 @@ impl RuntimeSettings {
             sticky_ttl_secs: 3600,
             default_cooldown_secs: config.default_cooldown.as_secs(),
             max_failover_attempts: u32::try_from(config.max_failover_attempts).unwrap_or(3),
+            pricing_overrides: Default::default(),
         }
     }
 }

@@ -527,6 +527,8 @@ pub enum UsageSubject {
     Model(String),
     /// One key's use of one model (the upstream-reported name).
     KeyModel(KeyId, String),
+    /// One account's use of one model (prices cache savings per account).
+    AccountModel(AccountId, String),
     /// Everything the relay served.
     Global,
 }

@@ -140,6 +140,12 @@ impl Ewma {
         }
     }
 
+    /// Forgets every sample (an admin reset the account).
+    pub(crate) fn reset(&self) {
+        self.bits.store(0, R);
+        self.at_ms.store(0, R);
+    }
+
     /// The value decayed toward zero by the time since the last sample, so an
     /// idle account slowly looks attractive again and gets probed (tower).
     pub(crate) fn decayed(&self, now_ms: u64) -> Option<f64> {
@@ -175,6 +181,13 @@ impl OutcomeWindow {
             }
             Some(epoch << 40 | err << 20 | ok)
         });
+    }
+
+    /// Forgets every outcome (an admin reset the account).
+    pub(crate) fn reset(&self) {
+        for slot in &self.buckets {
+            slot.store(0, R);
+        }
     }
 
     /// (successes, errors) over the last minute.

@@ -22,6 +22,7 @@ mod clock;
 mod headroom;
 mod health;
 mod model;
+mod reset;
 mod scan;
 mod session;
 pub mod simulate;

@@ -715,3 +715,37 @@ fn stream_errors_count_against_health_and_move_the_session() {
     // The mapping was dropped: LRU now sends the session to the other account.
     assert_ne!(pick(&b, &req), home);
 }
+
+#[test]
+fn reset_account_clears_cooldown_breaker_and_health() {
+    let (b, _clock) = manual(StrategyKind::Priority);
+    let (sick, spare) = (active(1), active(2));
+    b.sync(&[sick.clone(), spare.clone()]);
+    for _ in 0..5 {
+        let lease = b.select(&[spare.id]).unwrap();
+        assert_eq!(lease.account_id(), sick.id);
+        b.feedback(&lease, failure(&b, FailureKind::ServerError, 500, None));
+    }
+    b.cool_down(sick.id, b.now() + Duration::from_secs(600));
+    assert_eq!(b.select(&[]).unwrap().account_id(), spare.id, "sick rests");
+    let stats = |b: &Balancer| {
+        b.stats()
+            .accounts
+            .into_iter()
+            .find(|a| a.id == sick.id)
+            .unwrap()
+    };
+    assert!(matches!(stats(&b).breaker, BreakerState::Open { .. }));
+    assert!(b.reset_account(sick.id));
+    let s = stats(&b);
+    assert_eq!(s.breaker, BreakerState::Closed);
+    assert!(s.cooldown_until.is_none());
+    assert_eq!(s.state, AccountState::Healthy);
+    assert!(s.last_error.is_none());
+    assert_eq!(
+        b.select(&[]).unwrap().account_id(),
+        sick.id,
+        "back in front"
+    );
+    assert!(!b.reset_account(AccountId::generate()));
+}

@@ -14,6 +14,7 @@
 
 mod accounts;
 mod admins;
+mod analytics;
 mod audit;
 mod auth;
 mod balancer;
@@ -53,6 +54,10 @@ pub struct AdminState {
     pub limits: crate::limits::Limits,
     /// Live balancer state (for stats); read-only here.
     pub balancer: crate::balancer::Balancer,
+    /// The relay's usage sink, for live subscriptions (None: refused).
+    pub usage: Option<crate::usage::UsageSink>,
+    /// Prices in effect, for cost insights.
+    pub pricing: Arc<crate::usage::pricing::PricingTable>,
 }
 
 impl AdminState {
@@ -63,6 +68,8 @@ impl AdminState {
             config,
             limits: crate::limits::Limits::new(chrono_tz::UTC),
             balancer: crate::balancer::Balancer::default(),
+            usage: None,
+            pricing: Arc::new(crate::usage::pricing::PricingTable::embedded()),
         }
     }
 }
@@ -78,6 +85,7 @@ pub struct Query(
     import::ImportQuery,
     admins::AdminQuery,
     audit::AuditQuery,
+    analytics::AnalyticsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -88,16 +96,24 @@ pub struct Mutation(
     routing::RoutingMutation,
     import::ImportMutation,
     admins::AdminMutation,
+    analytics::AnalyticsMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(balancer::Subscription, import::ImportSubscription);
+pub struct Subscription(
+    balancer::Subscription,
+    import::ImportSubscription,
+    analytics::AnalyticsSubscription,
+);
 
 pub type AdminSchema = Schema<Query, Mutation, Subscription>;
 
 /// Depth and complexity limits, introspection, the audit and slow-query
 /// extensions, all from `config.graphql`.
-fn build_schema(config: &Config, services: Option<Arc<auth::Services>>) -> AdminSchema {
+fn build_schema(
+    config: &Config,
+    services: Option<(Arc<auth::Services>, Arc<analytics::AnalyticsServices>)>,
+) -> AdminSchema {
     let g = &config.graphql;
     let mut builder = Schema::build(
         Query::default(),
@@ -117,7 +133,7 @@ fn build_schema(config: &Config, services: Option<Arc<auth::Services>>) -> Admin
         builder = builder.disable_introspection();
     }
     match services {
-        Some(s) => builder.data(s).finish(),
+        Some((s, a)) => builder.data(s).data(a).finish(),
         None => builder.finish(),
     }
 }
@@ -129,6 +145,11 @@ fn build_schema(config: &Config, services: Option<Arc<auth::Services>>) -> Admin
 /// login throttling and the audit log see the client address.
 pub fn router(state: AdminState) -> Router {
     let max_body = state.config.graphql.max_body_bytes;
+    let analytics = Arc::new(analytics::AnalyticsServices::new(
+        state.store.clone(),
+        state.usage,
+        state.pricing,
+    ));
     let services = Arc::new(auth::Services::new(
         state.store,
         state.config.clone(),
@@ -136,7 +157,7 @@ pub fn router(state: AdminState) -> Router {
         state.balancer,
     ));
     let app = http::HttpState {
-        schema: build_schema(&state.config, Some(services.clone())),
+        schema: build_schema(&state.config, Some((services.clone(), analytics))),
         services,
     };
     let limited = axum::middleware::from_fn_with_state(max_body, http::limit_body);

@@ -220,6 +220,8 @@ pub struct SettingsNode {
     pub sticky_ttl_seconds: u64,
     pub default_cooldown_seconds: u64,
     pub max_failover_attempts: u32,
+    /// Prices set at run time, laid over the built-in table and the pricing file.
+    pub pricing_overrides: Vec<super::analytics::PricingOverride>,
 }
 
 impl From<&RuntimeSettings> for SettingsNode {
@@ -229,6 +231,7 @@ impl From<&RuntimeSettings> for SettingsNode {
             sticky_ttl_seconds: s.sticky_ttl_secs,
             default_cooldown_seconds: s.default_cooldown_secs,
             max_failover_attempts: s.max_failover_attempts,
+            pricing_overrides: super::analytics::pricing_override_nodes(&s.pricing_overrides),
         }
     }
 }
@@ -329,6 +332,9 @@ pub struct UpdateSettingsInput {
     pub default_cooldown_seconds: Option<i32>,
     /// 1 to 10.
     pub max_failover_attempts: Option<i32>,
+    /// Replaces every run-time price override (an empty list removes them);
+    /// requests that finish after the change are priced with them.
+    pub pricing_overrides: Option<Vec<super::analytics::PricingOverrideInput>>,
 }
 
 #[derive(SimpleObject)]
@@ -494,6 +500,9 @@ impl RoutingMutation {
         }
         if let Some(v) = input.max_failover_attempts {
             settings.max_failover_attempts = in_range("maxFailoverAttempts", v, 1, 10)? as u32;
+        }
+        if let Some(list) = input.pricing_overrides {
+            settings.pricing_overrides = super::analytics::pricing_overrides(list)?;
         }
         svc.store
             .put_state(RuntimeSettings::STATE_NAME, &settings)

@@ -21,6 +21,7 @@ mod meta;
 mod state;
 mod trees;
 mod usage;
+mod usage_query;
 mod vault;
 
 use crate::domain::*;
@@ -35,6 +36,9 @@ pub use imports::ImportLink;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use legacy::{LegacyKeyHash, LegacySource};
 pub use usage::REQUEST_LOG_MAX;
+pub use usage_query::{
+    closed_horizon, RankKind, RankedCost, RequestLogEntry, RequestLogFilter, REQUEST_LOG_MAX_AGE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -139,6 +143,9 @@ struct Inner {
     audit: sled::Tree,
     /// Entries in the audit log (sled's `len` is a scan).
     audit_len: AtomicUsize,
+    /// Analytics state: the cost ranking tree and its zone, the past-write
+    /// generation, the log's age bound (`usage_query.rs`).
+    analytics: usage_query::AnalyticsState,
 }
 
 /// Subscribers that fall this far behind see `Lagged` and should resync.
@@ -192,6 +199,7 @@ impl Store {
             request_log_max,
             audit_len: AtomicUsize::new(audit.len()),
             audit,
+            analytics: usage_query::AnalyticsState::new(db.open_tree(trees::USAGE_RANK)?),
             db,
         };
         Ok(Store {

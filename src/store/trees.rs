@@ -25,6 +25,9 @@ pub(crate) const SESSIONS: &str = "sessions";
 pub(crate) const USAGE: &str = "usage";
 /// Big-endian microseconds + random 16 bytes → `UsageRecord` (bounded log).
 pub(crate) const REQUESTS: &str = "requests";
+/// Cost rankings per local month: `v|<yyyymm>|<kind>|<id>` → costs and
+/// `o|<yyyymm>|<kind>|<!cost>|<id>` → () in cost order (`usage_query.rs`).
+pub(crate) const USAGE_RANK: &str = "usage_rank";
 
 /// Big-endian `u64` id (monotonic) → `AuditEntry`; append-only.
 pub(crate) const AUDIT: &str = "audit";

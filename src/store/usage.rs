@@ -30,16 +30,17 @@ fn subject_prefix(subject: &UsageSubject) -> String {
         // Escaped so a model name containing `|` cannot reach into another subject's range.
         UsageSubject::Model(m) => format!("m|{}|", escape(m)),
         UsageSubject::KeyModel(id, m) => format!("km|{id}|{}|", escape(m)),
+        UsageSubject::AccountModel(id, m) => format!("am|{id}|{}|", escape(m)),
         UsageSubject::Global => "g|".into(),
     }
 }
 
 /// Escapes a model name so it cannot reach into another subject's key range.
-fn escape(model: &str) -> String {
+pub(super) fn escape(model: &str) -> String {
     model.replace('%', "%25").replace('|', "%7C")
 }
 
-fn unescape(model: &str) -> String {
+pub(super) fn unescape(model: &str) -> String {
     model.replace("%7C", "|").replace("%25", "%")
 }
 
@@ -116,9 +117,12 @@ impl Store {
             let entry = last_used.entry(*id).or_insert(*at);
             *entry = (*entry).max(*at);
         }
+        let log_cutoff = self.request_log_cutoff(Utc::now());
         let mut log = batch
             .records
             .iter()
+            // A record already past the age bound (a replay, a clock jump) would be pruned at once.
+            .filter(|r| r.at >= log_cutoff)
             .map(|r| Ok((log_key(r.at), encode(r)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         log.sort_by(|a, b| a.0.cmp(&b.0));
@@ -129,6 +133,10 @@ impl Store {
         let excess = (current + log.len()).saturating_sub(self.inner.request_log_max);
         let drop_existing = excess.min(current);
         let log = &log[excess - drop_existing..];
+        // The log is also bounded by age; aged entries are its oldest, so
+        // both bounds drop a prefix of it.
+        let drop_existing = drop_existing.max(self.aged_log_entries(Utc::now())?);
+        let rank = self.rank_plan(&batch.hourly);
         let prune = self
             .inner
             .requests
@@ -137,8 +145,14 @@ impl Store {
             .take(drop_existing)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let trees = (&self.inner.usage, &self.inner.requests, &self.inner.keys);
-        trees.transaction(|(usage, requests, keys)| {
+        let trees = (
+            &self.inner.usage,
+            &self.inner.requests,
+            &self.inner.keys,
+            self.rank_tree(),
+        );
+        trees.transaction(|(usage, requests, keys, rank_tree)| {
+            super::usage_query::apply_rank(rank_tree, &rank)?;
             for (key, delta) in &buckets {
                 let mut total = match usage.get(key)? {
                     Some(v) => match decode::<UsageTotals>(&v, WHAT) {
@@ -181,6 +195,7 @@ impl Store {
         self.inner
             .request_log_len
             .store(current + log.len() - prune.len(), Ordering::Release);
+        self.note_usage_written(&batch.hourly);
         Ok(())
     }
 
@@ -244,20 +259,34 @@ impl Store {
     /// The newest finished requests, newest first.
     /// The models a key has used (names as upstream reported them).
     pub fn key_models(&self, key_id: KeyId) -> Result<Vec<String>, Error> {
-        let prefix = format!("km|{key_id}|");
+        self.subject_models(&format!("km|{key_id}|"))
+    }
+
+    /// The models an account served (names as upstream reported them).
+    pub fn account_models(
+        &self,
+        account_id: crate::domain::AccountId,
+    ) -> Result<Vec<String>, Error> {
+        self.subject_models(&format!("am|{account_id}|"))
+    }
+
+    /// The models under `prefix` (`km|<id>|` or `am|<id>|`): one seek per
+    /// model, skipping over its hour and day buckets (escaped names hold no
+    /// `|`, so `<model>|` + 0xff is past all of them).
+    fn subject_models(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let mut models = Vec::new();
-        for entry in self.inner.usage.scan_prefix(prefix.as_bytes()).keys() {
+        let mut cursor = prefix.as_bytes().to_vec();
+        while let Some(entry) = self.inner.usage.range(cursor.clone()..).keys().next() {
             let key = entry?;
-            let Ok(text) = std::str::from_utf8(&key) else {
-                continue;
+            let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+                break;
             };
-            // Only the lifetime bucket: `km|<id>|<model>|t`.
-            if let Some(model) = text
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.strip_suffix("|t"))
-            {
-                models.push(unescape(model));
-            }
+            let Some(end) = rest.iter().position(|b| *b == b'|') else {
+                break;
+            };
+            let model = String::from_utf8_lossy(&rest[..end]).into_owned();
+            cursor = [prefix.as_bytes(), &rest[..=end], &[0xff]].concat();
+            models.push(unescape(&model));
         }
         Ok(models)
     }
@@ -448,7 +477,8 @@ mod tests {
     fn request_log_is_newest_first_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_with_log_max(dir.path(), 5);
-        let base = at(2025, 1, 1, 0, 0);
+        // Recent, so that the age bound (7 days) keeps them.
+        let base = Utc::now() - Duration::hours(3);
         for batch in 0..3 {
             let records = (0..3)
                 .map(|i| {
@@ -496,7 +526,7 @@ mod tests {
             store
                 .apply_usage(&UsageBatch {
                     hourly: vec![(subject.clone(), at(2025, 1, 1, 1, 0), delta(3, 1, 1))],
-                    records: vec![record(at(2025, 1, 1, 1, 0), "x")],
+                    records: vec![record(Utc::now(), "x")],
                     ..UsageBatch::default()
                 })
                 .unwrap();

@@ -78,6 +78,10 @@ pub enum Error {
 #[derive(Clone, Debug, Default)]
 pub struct PricingTable {
     table: Arc<Table>,
+    /// Prices with the run-time overrides (admin API settings) laid over
+    /// `table`; `None` when there are none. Shared by clones, so the relay's
+    /// copies follow a change at once.
+    live: Arc<arc_swap::ArcSwapOption<HashMap<String, ModelPrice>>>,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +183,7 @@ fn parse_embedded(json: &str) -> Result<PricingTable, String> {
             raw,
             models: listed,
         }),
+        live: Default::default(),
     })
 }
 
@@ -285,7 +290,30 @@ fn is_boundary_prefix(known: &str, model: &str) -> bool {
 impl PricingTable {
     /// The built-in table (parsed once per process).
     pub fn embedded() -> PricingTable {
-        EMBEDDED.clone()
+        // A fresh run-time layer: tables of different relays must not share it.
+        PricingTable {
+            table: EMBEDDED.table.clone(),
+            live: Default::default(),
+        }
+    }
+
+    /// Lays run-time overrides (exact prices per model name) over this
+    /// table's prices, for every clone of it; an empty map removes them. Like
+    /// file overrides, an undated name also reprices its dated ids.
+    pub fn set_runtime_overrides(&self, overrides: &BTreeMap<String, ModelPrice>) {
+        if overrides.is_empty() {
+            self.live.store(None);
+            return;
+        }
+        let entries = overrides
+            .iter()
+            .map(|(m, p)| (m.clone(), Raw::Price(*p)))
+            .collect();
+        match self.layered(entries) {
+            Ok((prices, _)) => self.live.store(Some(Arc::new(prices))),
+            // Plain prices cannot fail to resolve; keep the old layer if they did.
+            Err(e) => tracing::error!(error = %e, "cannot apply pricing overrides"),
+        }
     }
 
     /// The embedded table with the file's entries laid over it.
@@ -301,11 +329,28 @@ impl PricingTable {
     fn overlay(&self, json: &str) -> Result<PricingTable, String> {
         let entries: BTreeMap<String, OverrideEntry> = serde_json::from_str(json)
             .map_err(|e| format!("expected a JSON object of model name to prices: {e}"))?;
-        let mut raw = self.table.raw.clone();
         let mut overridden: HashMap<String, Raw> = HashMap::with_capacity(entries.len());
         for (model, e) in &entries {
             overridden.insert(model.clone(), override_entry(model, e)?);
         }
+        let (prices, raw) = self.layered(overridden)?;
+        Ok(PricingTable {
+            table: Arc::new(Table {
+                prices,
+                raw,
+                models: self.table.models.clone(),
+            }),
+            live: Default::default(),
+        })
+    }
+
+    /// This table's entries with `overridden` laid over them, resolved.
+    #[allow(clippy::type_complexity)]
+    fn layered(
+        &self,
+        overridden: HashMap<String, Raw>,
+    ) -> Result<(HashMap<String, ModelPrice>, HashMap<String, Raw>), String> {
+        let mut raw = self.table.raw.clone();
         // Dated built-in ids follow an override of their undated name.
         for (name, entry) in raw.iter_mut() {
             if overridden.contains_key(name) {
@@ -316,13 +361,7 @@ impl PricingTable {
             }
         }
         raw.extend(overridden);
-        Ok(PricingTable {
-            table: Arc::new(Table {
-                prices: resolve(&raw)?,
-                raw,
-                models: self.table.models.clone(),
-            }),
-        })
+        Ok((resolve(&raw)?, raw))
     }
 
     /// Exact name, then the name without a date/version suffix, then aliases.
@@ -333,7 +372,8 @@ impl PricingTable {
     /// name that prefixes it at a boundary (`claude-sonnet-4-5@20250929`,
     /// `claude-opus-4-1-20250805-v1:0`). Otherwise `None`: unpriced.
     pub fn price(&self, model: &str) -> Option<ModelPrice> {
-        let prices = &self.table.prices;
+        let live = self.live.load();
+        let prices = live.as_deref().unwrap_or(&self.table.prices);
         if let Some(p) = prices.get(model) {
             return Some(*p);
         }
@@ -693,6 +733,40 @@ mod tests {
         assert!(err(r#"{"a": {"alias_of": "b"}, "b": {"alias_of": "a"}}"#).contains("loops"));
         let missing = PricingTable::with_overrides(&dir.path().join("absent.json")).unwrap_err();
         assert!(matches!(missing, Error::Read(..)), "{missing}");
+    }
+
+    #[test]
+    fn runtime_overrides_reprice_every_clone_and_can_be_removed() {
+        let table = PricingTable::embedded();
+        let copy = table.clone();
+        let other = PricingTable::embedded();
+        let before = table.price("claude-sonnet-4-5-20250929").unwrap();
+        let mut o = BTreeMap::new();
+        let p = ModelPrice {
+            input: 1,
+            output: 2,
+            cache_write_5m: 3,
+            cache_write_1h: 4,
+            cache_read: 5,
+        };
+        o.insert("claude-sonnet-4-5".to_string(), p);
+        o.insert("brand-new".to_string(), p);
+        table.set_runtime_overrides(&o);
+        assert_eq!(copy.price("claude-sonnet-4-5").unwrap(), p);
+        assert_eq!(
+            copy.price("claude-sonnet-4-5-20250929").unwrap(),
+            p,
+            "dated ids follow"
+        );
+        assert_eq!(copy.price("brand-new").unwrap(), p);
+        assert_eq!(
+            other.price("claude-sonnet-4-5-20250929").unwrap(),
+            before,
+            "other tables untouched"
+        );
+        table.set_runtime_overrides(&BTreeMap::new());
+        assert_eq!(copy.price("claude-sonnet-4-5-20250929").unwrap(), before);
+        assert_eq!(copy.price("brand-new"), None);
     }
 
     #[test]

@@ -116,8 +116,8 @@ impl Pending {
             .duration_trunc(TimeDelta::hours(1))
             .unwrap_or(record.at);
         let delta = UsageTotals::from_record(&record);
-        let mut subjects: [Option<UsageSubject>; 5] =
-            [None, None, None, Some(UsageSubject::Global), None];
+        let mut subjects: [Option<UsageSubject>; 6] =
+            [None, None, None, Some(UsageSubject::Global), None, None];
         if let Some(key) = record.key_id {
             subjects[0] = Some(UsageSubject::Key(key));
             subjects[4] = Some(UsageSubject::KeyModel(key, record.model.clone()));
@@ -128,6 +128,7 @@ impl Pending {
         }
         if let Some(account) = record.account_id {
             subjects[1] = Some(UsageSubject::Account(account));
+            subjects[5] = Some(UsageSubject::AccountModel(account, record.model.clone()));
         }
         subjects[2] = Some(UsageSubject::Model(record.model.clone()));
         for subject in subjects.into_iter().flatten() {
