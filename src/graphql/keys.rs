@@ -221,16 +221,6 @@ const MAX_SEARCH_CHARS: usize = 200;
 /// Most ids one filter may list.
 const MAX_FILTER_IDS: usize = 1000;
 
-/// The first instant of the month containing `now`, in `tz`.
-pub(crate) fn month_start(now: chrono::DateTime<Utc>, tz: chrono_tz::Tz) -> chrono::DateTime<Utc> {
-    crate::limits::Calendar {
-        tz,
-        week: Default::default(),
-    }
-    .month(now)
-    .start
-}
-
 /// The relay's configured time zone (`time_zone`), which "this month" means.
 pub(crate) fn relay_time_zone(config: &crate::config::Config) -> Result<chrono_tz::Tz, GqlError> {
     crate::limits::parse_time_zone(&config.time_zone).map_err(GqlError::internal)
@@ -321,7 +311,7 @@ impl ApiKeyFilter {
             }
         }
         let usage_since = match self.usage_period.unwrap_or_default() {
-            UsagePeriod::ThisMonth => Some(month_start(Utc::now(), time_zone)),
+            UsagePeriod::ThisMonth => Some(crate::store::month_start(Utc::now(), time_zone)),
             UsagePeriod::Lifetime => None,
         };
         Ok(crate::store::KeyFilter {
@@ -534,10 +524,10 @@ pub struct DeleteApiKeyPayload {
 
 /// `CONFLICT` when another key that is not deleted has this name (ignoring case).
 fn ensure_name_free(store: &Store, name: &str, except: Option<KeyId>) -> Result<(), GqlError> {
-    let lower = name.to_lowercase();
-    let taken = store.list_keys()?.iter().any(|k| {
-        Some(k.id) != except && k.status != KeyStatus::Deleted && k.name.to_lowercase() == lower
-    });
+    let taken = store
+        .keys_named(name)?
+        .iter()
+        .any(|k| Some(k.id) != except && k.status != KeyStatus::Deleted);
     if taken {
         return Err(GqlError::Conflict(format!(
             "an API key named {name:?} already exists"

@@ -1,20 +1,28 @@
-//! Relay keys: the `keys` tree (id → `ApiKey`) and its `keys_by_hash` index
-//! (SHA-256 hex → id), always changed together in one transaction. The raw
-//! key is never stored; only its hash.
+//! Relay keys: the `keys` tree (id → `ApiKey`), its `keys_by_hash` index
+//! (SHA-256 hex → id) and the secondary indexes of `key_index`, always
+//! changed together in one transaction. The raw key is never stored; only
+//! its hash.
 
 use super::trees::{decode, encode};
-use super::{abort, Error, Store, StoreEvent};
+use super::{abort, key_index, Error, Store, StoreEvent};
 use crate::domain::{ApiKey, KeyId};
 use sled::Transactional;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 const WHAT: &str = "api key";
 
 impl Store {
     /// Fails with `Conflict` if the hash is already taken.
     pub fn create_key(&self, key: &ApiKey) -> Result<(), Error> {
-        let (keys, by_hash) = (&self.inner.keys, &self.inner.keys_by_hash);
+        let (keys, by_hash, index) = (
+            &self.inner.keys,
+            &self.inner.keys_by_hash,
+            &self.inner.key_index,
+        );
         let value = encode(key)?;
-        (keys, by_hash).transaction(|(keys, by_hash)| {
+        let diff = key_index::diff(None, Some(key));
+        (keys, by_hash, index).transaction(|(keys, by_hash, index)| {
             if by_hash.get(key.key_hash.as_bytes())?.is_some() {
                 return abort(Error::Conflict(
                     "a key with this hash already exists".into(),
@@ -25,8 +33,10 @@ impl Store {
             }
             keys.insert(key.id.0.as_bytes(), value.as_slice())?;
             by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+            key_index::apply(index, &diff)?;
             Ok(())
         })?;
+        self.forget_keys(&[key.id]);
         self.emit(StoreEvent::KeyChanged {
             id: key.id,
             key_hash: key.key_hash.clone(),
@@ -40,8 +50,12 @@ impl Store {
     /// key earlier must not undo a newer use. Emits one event per affected
     /// hash, so a cache drops the old hash too.
     pub fn put_key(&self, key: &ApiKey) -> Result<(), Error> {
-        let (keys, by_hash) = (&self.inner.keys, &self.inner.keys_by_hash);
-        let old_hash = (keys, by_hash).transaction(|(keys, by_hash)| {
+        let (keys, by_hash, index) = (
+            &self.inner.keys,
+            &self.inner.keys_by_hash,
+            &self.inner.key_index,
+        );
+        let old_hash = (keys, by_hash, index).transaction(|(keys, by_hash, index)| {
             if let Some(owner) = by_hash.get(key.key_hash.as_bytes())? {
                 if owner.as_ref() != key.id.0.as_bytes() {
                     return abort(Error::Conflict(
@@ -66,6 +80,7 @@ impl Store {
                 Err(e) => return abort(e),
             };
             keys.insert(key.id.0.as_bytes(), value)?;
+            key_index::apply(index, &key_index::diff(old.as_ref(), Some(&new)))?;
             let old_hash = old.map(|o| o.key_hash);
             if let Some(old_hash) = old_hash.as_deref().filter(|h| *h != key.key_hash) {
                 by_hash.remove(old_hash.as_bytes())?;
@@ -73,6 +88,7 @@ impl Store {
             by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
             Ok(old_hash)
         })?;
+        self.forget_keys(&[key.id]);
         if let Some(old_hash) = old_hash.filter(|h| *h != key.key_hash) {
             self.emit(StoreEvent::KeyChanged {
                 id: key.id,
@@ -101,6 +117,30 @@ impl Store {
         let id = uuid::Uuid::from_slice(&id)
             .map_err(|_| Error::Corrupt("keys_by_hash entry is not an id".into()))?;
         self.get_key(KeyId(id))
+    }
+
+    /// A key record for listings, from the record cache when it is there.
+    pub(crate) fn cached_key(&self, id: KeyId) -> Result<Option<Arc<ApiKey>>, Error> {
+        if let Some(k) = self.inner.key_records.get(&id) {
+            return Ok(Some(k));
+        }
+        let generation = self.inner.key_generation.load(Ordering::Acquire);
+        let key = self.get_key(id)?.map(Arc::new);
+        if let Some(k) = &key {
+            // A write that committed since we read would be undone by caching.
+            if self.inner.key_generation.load(Ordering::Acquire) == generation {
+                self.inner.key_records.insert(id, k.clone());
+            }
+        }
+        Ok(key)
+    }
+
+    /// Drops cached records after a committed write.
+    pub(crate) fn forget_keys(&self, ids: &[KeyId]) {
+        self.inner.key_generation.fetch_add(1, Ordering::AcqRel);
+        for id in ids {
+            self.inner.key_records.invalidate(id);
+        }
     }
 
     /// All keys in id (creation) order.

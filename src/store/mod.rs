@@ -10,6 +10,9 @@
 mod accounts;
 mod admins;
 mod groups;
+mod key_index;
+#[cfg(test)]
+mod key_index_tests;
 mod key_query;
 mod keys;
 mod meta;
@@ -25,6 +28,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub use key_index::month_start;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use usage::REQUEST_LOG_MAX;
 
@@ -112,6 +116,15 @@ struct Inner {
     meta: sled::Tree,
     keys: sled::Tree,
     keys_by_hash: sled::Tree,
+    /// Secondary indexes over keys (see `key_index`).
+    key_index: sled::Tree,
+    /// The billing time zone ("this month"); see [`Store::set_time_zone`].
+    zone: parking_lot::RwLock<chrono_tz::Tz>,
+    /// Decoded key records by id for listings; every key write invalidates.
+    key_records: moka::sync::Cache<KeyId, Arc<ApiKey>>,
+    /// Bumped on every key write, so a reader that raced a write does not
+    /// put the record it read before the write into `key_records`.
+    key_generation: std::sync::atomic::AtomicU64,
     accounts: sled::Tree,
     admins: sled::Tree,
     admins_by_name: sled::Tree,
@@ -127,6 +140,9 @@ struct Inner {
     request_log_max: usize,
 }
 
+/// Key records kept decoded for listings (a few MB; pages and batch
+/// operations revisit the same keys).
+const KEY_RECORD_CACHE: u64 = 20_000;
 /// Subscribers that fall this far behind see `Lagged` and should resync.
 const EVENT_CAPACITY: usize = 1024;
 /// The sled database lives in this directory under the data dir, beside the
@@ -155,11 +171,21 @@ impl Store {
         let vault = vault::Vault::load(opts, &meta, !accounts.is_empty())?;
         meta::migrate(&db, &meta, &vault)?;
         let requests = db.open_tree(trees::REQUESTS)?;
+        let zone = key_index::recorded_zone(&meta)?
+            .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+            .unwrap_or(chrono_tz::UTC);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let inner = Inner {
             meta,
             keys: db.open_tree(trees::KEYS)?,
             keys_by_hash: db.open_tree(trees::KEYS_BY_HASH)?,
+            key_index: db.open_tree(trees::KEY_INDEX)?,
+            zone: parking_lot::RwLock::new(zone),
+            key_records: moka::sync::Cache::builder()
+                .max_capacity(KEY_RECORD_CACHE)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+            key_generation: std::sync::atomic::AtomicU64::new(0),
             accounts,
             admins: db.open_tree(trees::ADMINS)?,
             admins_by_name: db.open_tree(trees::ADMINS_BY_NAME)?,
