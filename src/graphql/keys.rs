@@ -523,7 +523,11 @@ pub struct DeleteApiKeyPayload {
 }
 
 /// `CONFLICT` when another key that is not deleted has this name (ignoring case).
-fn ensure_name_free(store: &Store, name: &str, except: Option<KeyId>) -> Result<(), GqlError> {
+pub(super) fn ensure_name_free(
+    store: &Store,
+    name: &str,
+    except: Option<KeyId>,
+) -> Result<(), GqlError> {
     let taken = store
         .keys_named(name)?
         .iter()
@@ -536,7 +540,7 @@ fn ensure_name_free(store: &Store, name: &str, except: Option<KeyId>) -> Result<
     Ok(())
 }
 
-fn load(store: &Store, id: &ID) -> Result<ApiKey, GqlError> {
+pub(super) fn load(store: &Store, id: &ID) -> Result<ApiKey, GqlError> {
     let id = validate::id("id", id)?;
     store
         .get_key(KeyId(id))?
@@ -684,7 +688,7 @@ impl KeyMutation {
 }
 
 /// The binding named by the inputs (at most one of them), checked to exist.
-fn binding_of(
+pub(super) fn binding_of(
     store: &Store,
     account: Option<&ID>,
     group: Option<&ID>,
@@ -713,7 +717,9 @@ fn binding_of(
     }
 }
 
-fn checked_policy(policy: crate::limits::KeyPolicy) -> Result<crate::limits::KeyPolicy, GqlError> {
+pub(super) fn checked_policy(
+    policy: crate::limits::KeyPolicy,
+) -> Result<crate::limits::KeyPolicy, GqlError> {
     policy.validate().map_err(|errors| {
         GqlError::bad_input(format!("invalid policy: {}", errors.0.join("; ")))
     })?;

@@ -5,7 +5,7 @@
 //!
 //! Layout: `http` (transport, auth header, timeout), `auth` (sessions,
 //! roles, passwords, throttling), `bootstrap` (first admin), `session`,
-//! `keys`, `accounts` (resolvers), `usage`, `types`, `scalars`,
+//! `keys`, `key_batch` (batch key operations), `accounts` (resolvers), `usage`, `types`, `scalars`,
 //! `connection` (pagination), `validate` (input checks), `error` (`GqlError`).
 
 mod accounts;
@@ -15,6 +15,7 @@ mod bootstrap;
 mod connection;
 mod error;
 mod http;
+mod key_batch;
 mod keys;
 mod routing;
 mod scalars;
@@ -70,6 +71,7 @@ pub struct Query(
 pub struct Mutation(
     session::SessionMutation,
     keys::KeyMutation,
+    key_batch::KeyBatchMutation,
     accounts::AccountMutation,
     routing::RoutingMutation,
 );

@@ -37,11 +37,17 @@ impl Store {
             Ok(())
         })?;
         self.forget_keys(&[key.id]);
+        self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
         self.emit(StoreEvent::KeyChanged {
             id: key.id,
             key_hash: key.key_hash.clone(),
         });
         Ok(())
+    }
+
+    /// Counts committed key creates and updates (see `cache::KeyCache`).
+    pub fn key_writes(&self) -> u64 {
+        self.inner.key_writes.load(Ordering::Acquire)
     }
 
     /// Creates or replaces a key. A changed hash moves the index entry; a hash
@@ -89,6 +95,7 @@ impl Store {
             Ok(old_hash)
         })?;
         self.forget_keys(&[key.id]);
+        self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
         if let Some(old_hash) = old_hash.filter(|h| *h != key.key_hash) {
             self.emit(StoreEvent::KeyChanged {
                 id: key.id,

@@ -125,6 +125,9 @@ struct Inner {
     /// Bumped on every key write, so a reader that raced a write does not
     /// put the record it read before the write into `key_records`.
     key_generation: std::sync::atomic::AtomicU64,
+    /// Bumped after every committed key create or update (not usage), so
+    /// caches of key records can tell an entry is older than a write.
+    key_writes: std::sync::atomic::AtomicU64,
     accounts: sled::Tree,
     admins: sled::Tree,
     admins_by_name: sled::Tree,
@@ -186,6 +189,7 @@ impl Store {
                 .time_to_live(std::time::Duration::from_secs(60))
                 .build(),
             key_generation: std::sync::atomic::AtomicU64::new(0),
+            key_writes: std::sync::atomic::AtomicU64::new(0),
             accounts,
             admins: db.open_tree(trees::ADMINS)?,
             admins_by_name: db.open_tree(trees::ADMINS_BY_NAME)?,
