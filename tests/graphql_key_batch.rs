@@ -331,3 +331,63 @@ async fn a_regenerated_secret_replaces_the_old_one_at_once() {
         .expect("send");
     assert_eq!(works.status(), 200, "the new secret works");
 }
+
+#[tokio::test]
+async fn accounts_filter_by_group_and_mode_and_sort_by_update() {
+    let h = Harness::start().await;
+    let token = h.owner_token().await;
+    let g = h
+        .post(
+            Some(&token),
+            "mutation { createGroup(input: {name: \"pool\"}) { group { id } } }",
+            json!({}),
+        )
+        .await;
+    let group_id = data(&g)["createGroup"]["group"]["id"].clone();
+    let make = |name: &str, routing: Value| json!({ "i": { "name": name, "kind": "ANTHROPIC_API_KEY", "apiKey": "sk-ant-api03-x", "routing": routing } });
+    let create =
+        "mutation($i: CreateAccountInput!) { createAccount(input: $i) { account { id } } }";
+    for (name, routing) in [
+        (
+            "in-group",
+            json!({ "mode": "GROUP_ONLY", "groupIds": [group_id.clone()] }),
+        ),
+        ("shared", json!({ "mode": "SHARED" })),
+        ("dedicated", json!({ "mode": "DEDICATED" })),
+    ] {
+        let r = h.post(Some(&token), create, make(name, routing)).await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let list = "query($f: AccountFilter, $o: AccountOrder) { accounts(filter: $f, orderBy: $o) { totalCount edges { node { name } } } }";
+    let by_group = h
+        .post(Some(&token), list, json!({ "f": { "groupId": group_id } }))
+        .await;
+    assert_eq!(
+        data(&by_group)["accounts"]["edges"][0]["node"]["name"],
+        "in-group"
+    );
+    assert_eq!(data(&by_group)["accounts"]["totalCount"], 1);
+    let by_mode = h
+        .post(Some(&token), list, json!({ "f": { "mode": "DEDICATED" } }))
+        .await;
+    assert_eq!(
+        data(&by_mode)["accounts"]["edges"][0]["node"]["name"],
+        "dedicated"
+    );
+    assert_eq!(data(&by_mode)["accounts"]["totalCount"], 1);
+    let newest = h
+        .post(
+            Some(&token),
+            list,
+            json!({ "o": { "field": "UPDATED_AT", "direction": "DESC" } }),
+        )
+        .await;
+    assert_eq!(
+        data(&newest)["accounts"]["edges"][0]["node"]["name"],
+        "dedicated"
+    );
+    let bad = h
+        .post(Some(&token), list, json!({ "f": { "groupId": "nope" } }))
+        .await;
+    assert_eq!(code(&bad), "BAD_USER_INPUT");
+}
