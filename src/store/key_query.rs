@@ -407,13 +407,15 @@ impl Store {
         label: Option<&str>,
     ) -> Result<KeyPage, Error> {
         let keep = limit.saturating_add(1);
-        let mut hits: Vec<KeyHit> = Vec::new();
+        // Records stay shared (`Arc`) until the page is cut: only the page is cloned.
+        let mut hits: Vec<(KeyPosition, std::sync::Arc<ApiKey>)> = Vec::new();
         let mut total = 0u64;
-        let cmp = |a: &KeyHit, b: &KeyHit| {
-            if order.descending {
-                b.position.cmp(&a.position)
+        let descending = order.descending;
+        let cmp = |a: &(KeyPosition, _), b: &(KeyPosition, _)| {
+            if descending {
+                b.0.cmp(&a.0)
             } else {
-                a.position.cmp(&b.position)
+                a.0.cmp(&b.0)
             }
         };
         let mut visit = |id: KeyId| -> Result<(), Error> {
@@ -423,17 +425,14 @@ impl Store {
             total += 1;
             let position = self.key_position(&key, filter, order, label)?;
             let beyond = after.is_none_or(|a| {
-                if order.descending {
+                if descending {
                     position < *a
                 } else {
                     position > *a
                 }
             });
             if beyond {
-                hits.push(KeyHit {
-                    key: (*key).clone(),
-                    position,
-                });
+                hits.push((position, key));
                 if hits.len() >= keep.saturating_mul(2).max(64) {
                     hits.sort_by(cmp);
                     hits.truncate(keep);
@@ -471,7 +470,13 @@ impl Store {
         let has_next = hits.len() > limit;
         hits.truncate(limit);
         Ok(KeyPage {
-            hits,
+            hits: hits
+                .into_iter()
+                .map(|(position, key)| KeyHit {
+                    key: (*key).clone(),
+                    position,
+                })
+                .collect(),
             total_count: Some(total),
             has_next,
         })
