@@ -242,19 +242,7 @@ async fn apply_each(
     let mut affected = Vec::new();
     let mut failures = Vec::new();
     for id in &ids {
-        let result = (|| {
-            let mut key = load(&svc.store, &ID(id.to_string()))?;
-            let before = key.clone();
-            change(&mut key)?;
-            if key == before {
-                return Ok(());
-            }
-            if key.status != KeyStatus::Deleted && before.status == KeyStatus::Deleted {
-                ensure_name_free(&svc.store, &key.name, Some(key.id))?;
-            }
-            key.updated_at = now;
-            svc.store.put_key(&key).map_err(GqlError::from)
-        })();
+        let result = change_one(svc, *id, now, &change);
         match result {
             Ok(()) => affected.push(ID(id.to_string())),
             Err(e) => failures.push(BatchFailure::of(Some(*id), &e)),
@@ -272,6 +260,27 @@ async fn apply_each(
         affected_ids: affected,
         failures,
     })
+}
+
+/// Loads one key, applies `change`, and writes it if anything changed.
+fn change_one(
+    svc: &Services,
+    id: KeyId,
+    now: chrono::DateTime<Utc>,
+    change: &impl Fn(&mut ApiKey) -> Result<(), GqlError>,
+) -> Result<(), GqlError> {
+    let mut key = load(&svc.store, &ID(id.to_string()))?;
+    let before = key.clone();
+    change(&mut key)?;
+    if key == before {
+        return Ok(());
+    }
+    // Restoring a deleted key must not create a second live key of one name.
+    if key.status != KeyStatus::Deleted && before.status == KeyStatus::Deleted {
+        ensure_name_free(&svc.store, &key.name, Some(key.id))?;
+    }
+    key.updated_at = now;
+    svc.store.put_key(&key).map_err(GqlError::from)
 }
 
 #[derive(Default)]
