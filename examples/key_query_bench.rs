@@ -81,6 +81,7 @@ fn generate(store: &Store, n: usize, rng: &mut StdRng) -> anyhow::Result<()> {
     let groups: Vec<GroupId> = (0..5).map(|_| GroupId::generate()).collect();
     let now = Utc::now();
     let mut ids = Vec::with_capacity(n);
+    let mut pending = Vec::with_capacity(1000);
     for i in 0..n {
         let mut tags: Vec<String> = (0..rng.gen_range(1..=3))
             .map(|_| format!("tag-{:02}", tag_zipf.sample(rng)))
@@ -117,9 +118,15 @@ fn generate(store: &Store, n: usize, rng: &mut StdRng) -> anyhow::Result<()> {
             binding,
             policy: Default::default(),
         };
-        store.create_key(&key)?;
         ids.push(key.id);
+        pending.push(key);
+        // The bulk path: one transaction (and one write per counter) per 1000 keys.
+        if pending.len() == 1000 {
+            store.create_keys(&std::mem::take(&mut pending))?;
+        }
     }
+    store.create_keys(&pending)?;
+    eprintln!("keys written: {:.1} s", now_elapsed(now));
     // This month's usage for a Zipf-drawn subset (rank → key by a shuffle).
     let start = month_start(now, store.time_zone());
     let hours = (now - start).num_hours().max(0);
@@ -150,7 +157,12 @@ fn generate(store: &Store, n: usize, rng: &mut StdRng) -> anyhow::Result<()> {
         }
     }
     store.apply_usage(&batch)?;
+    eprintln!("usage written: {:.1} s", now_elapsed(now));
     Ok(())
+}
+
+fn now_elapsed(since: chrono::DateTime<Utc>) -> f64 {
+    (Utc::now() - since).num_milliseconds() as f64 / 1000.0
 }
 
 async fn post(router: &axum::Router, token: &str, query: &str, variables: Value) -> Value {

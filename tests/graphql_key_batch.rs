@@ -12,7 +12,7 @@ use common::{simple_body, TestRelay};
 use graphql_support::{code, data, Harness};
 use serde_json::{json, Value};
 
-const CREATE: &str = "mutation($i: CreateApiKeysInput!) { createApiKeys(input: $i) { created { secret apiKey { id name tags displayPrefix } } failures { code message } } }";
+const CREATE: &str = "mutation($i: CreateApiKeysInput!) { createApiKeys(input: $i) { created { secret apiKey { id name tags displayPrefix } } } }";
 const DISABLE: &str = "mutation($i: DisableApiKeysInput!) { disableApiKeys(input: $i) { matchedCount affectedCount affectedIds failures { id code } } }";
 const DELETE: &str = "mutation($i: DeleteApiKeysInput!) { deleteApiKeys(input: $i) { matchedCount affectedCount affectedIds failures { id code } } }";
 const UPDATE: &str = "mutation($i: UpdateApiKeysInput!) { updateApiKeys(input: $i) { matchedCount affectedCount affectedIds failures { id code } } }";

@@ -2,8 +2,9 @@
 //! template, each secret returned once), `updateApiKeys`, `disableApiKeys`
 //! and `deleteApiKeys` over ids or a filter (bounded: a filter matching more
 //! than `maxCount` keys changes nothing), and `regenerateApiKeySecret`. All
-//! need a writer role. Each key is its own store write, so one key failing
-//! (e.g. it vanished) is reported and the rest still happen.
+//! need a writer role. `createApiKeys` is one store transaction (all keys or
+//! none); the other batch operations write each key on its own, so one key
+//! failing (e.g. it vanished) is reported and the rest still happen.
 
 use super::auth::{require_writer, services, Services};
 use super::error::GqlError;
@@ -84,14 +85,12 @@ impl BatchFailure {
     }
 }
 
-/// The created keys (each secret appears only here) and any failure; a
-/// failure stops the batch, and the keys made before it are kept.
+/// The created keys; each secret appears only here. The batch is one
+/// store transaction: every key is created or none is.
 #[derive(SimpleObject)]
 pub struct CreateApiKeysPayload {
     /// The keys made, in name order, each with its secret.
     pub created: Vec<CreatedApiKey>,
-    /// Why the batch stopped early, if it did.
-    pub failures: Vec<BatchFailure>,
 }
 
 /// Which keys a batch operation changes: `ids` or `filter`, not both.
@@ -333,10 +332,10 @@ impl KeyBatchMutation {
         }
         let key_prefix = &svc.config.key_prefix;
         let mut created = Vec::with_capacity(count);
-        let mut failures = Vec::new();
+        let mut keys = Vec::with_capacity(count);
         for name in names {
             let secret = domain::generate_raw_key(key_prefix);
-            let key = ApiKey {
+            keys.push(ApiKey {
                 id: KeyId::generate(),
                 name,
                 description: description.clone(),
@@ -351,18 +350,21 @@ impl KeyBatchMutation {
                 cost_multiplier,
                 binding,
                 policy: policy.clone(),
-            };
-            if let Err(e) = svc.store.create_key(&key) {
-                failures.push(BatchFailure::of(None, &GqlError::from(e)));
-                break;
-            }
-            created.push(CreatedApiKey {
+            });
+            created.push(secret);
+        }
+        // One transaction: every key is created, or none (and no secret is shown).
+        svc.store.create_keys(&keys).map_err(GqlError::from)?;
+        let created: Vec<CreatedApiKey> = keys
+            .into_iter()
+            .zip(created)
+            .map(|(key, secret)| CreatedApiKey {
                 api_key: ApiKeyNode(key),
                 secret,
-            });
-        }
+            })
+            .collect();
         tracing::info!(created = created.len(), "api keys created in a batch");
-        Ok(CreateApiKeysPayload { created, failures })
+        Ok(CreateApiKeysPayload { created })
     }
 
     /// Applies `changes` to every selected key.

@@ -251,6 +251,18 @@ pub(crate) struct IndexDiff {
     counts: BTreeMap<Vec<u8>, i64>,
 }
 
+impl IndexDiff {
+    /// Adds another key's changes (batch creates write each counter once).
+    pub(crate) fn merge(&mut self, other: IndexDiff) {
+        self.remove.extend(other.remove);
+        self.insert.extend(other.insert);
+        for (k, n) in other.counts {
+            *self.counts.entry(k).or_default() += n;
+        }
+        self.counts.retain(|_, n| *n != 0);
+    }
+}
+
 /// The index changes that turn `old`'s entries into `new`'s.
 pub(crate) fn diff(old: Option<&ApiKey>, new: Option<&ApiKey>) -> IndexDiff {
     let old = old.map(entries).unwrap_or_default();

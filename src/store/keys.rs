@@ -45,6 +45,56 @@ impl Store {
         Ok(())
     }
 
+    /// Creates many keys in one transaction: all or none (`Conflict` if any
+    /// id or hash is taken, also within the batch). Index counters are
+    /// merged, so a batch writes each counter once; batch creates and bulk
+    /// imports use this instead of one transaction per key.
+    pub fn create_keys(&self, batch: &[ApiKey]) -> Result<(), Error> {
+        let mut hashes = std::collections::BTreeSet::new();
+        let mut values = Vec::with_capacity(batch.len());
+        let mut diff = key_index::IndexDiff::default();
+        for key in batch {
+            if !hashes.insert(key.key_hash.as_str()) {
+                return Err(Error::Conflict(
+                    "a key hash appears twice in the batch".into(),
+                ));
+            }
+            values.push(encode(key)?);
+            diff.merge(key_index::diff(None, Some(key)));
+        }
+        let (keys, by_hash, index) = (
+            &self.inner.keys,
+            &self.inner.keys_by_hash,
+            &self.inner.key_index,
+        );
+        (keys, by_hash, index).transaction(|(keys, by_hash, index)| {
+            for (key, value) in batch.iter().zip(&values) {
+                if by_hash.get(key.key_hash.as_bytes())?.is_some() {
+                    return abort(Error::Conflict(
+                        "a key with this hash already exists".into(),
+                    ));
+                }
+                if keys.get(key.id.0.as_bytes())?.is_some() {
+                    return abort(Error::Conflict("a key with this id already exists".into()));
+                }
+                keys.insert(key.id.0.as_bytes(), value.as_slice())?;
+                by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+            }
+            key_index::apply(index, &diff)?;
+            Ok(())
+        })?;
+        let ids: Vec<KeyId> = batch.iter().map(|k| k.id).collect();
+        self.forget_keys(&ids);
+        self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
+        for key in batch {
+            self.emit(StoreEvent::KeyChanged {
+                id: key.id,
+                key_hash: key.key_hash.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Counts committed key creates and updates (see `cache::KeyCache`).
     pub fn key_writes(&self) -> u64 {
         self.inner.key_writes.load(Ordering::Acquire)
@@ -200,6 +250,29 @@ pub(crate) mod tests {
         assert_eq!(store.key_by_hash("hash-b").unwrap().as_ref(), Some(&b));
         assert_eq!(store.key_by_hash("nope").unwrap(), None);
         assert_eq!(store.list_keys().unwrap(), vec![a.clone(), b.clone()]);
+    }
+
+    #[test]
+    fn batch_creates_are_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .create_key(&sample_key("taken", "taken-hash"))
+            .unwrap();
+        let batch: Vec<ApiKey> = (0..5)
+            .map(|i| sample_key(&format!("b{i}"), &format!("b-hash-{i}")))
+            .collect();
+        let mut clashing = batch.clone();
+        clashing.push(sample_key("late", "taken-hash"));
+        assert!(matches!(
+            store.create_keys(&clashing),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(store.list_keys().unwrap().len(), 1, "nothing of the batch");
+        store.create_keys(&batch).unwrap();
+        assert_eq!(store.list_keys().unwrap().len(), 6);
+        assert_eq!(store.key_by_hash("b-hash-3").unwrap().unwrap().name, "b3");
+        assert_eq!(store.keys_named("B4").unwrap().len(), 1, "indexed too");
     }
 
     #[test]
