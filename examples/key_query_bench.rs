@@ -181,33 +181,65 @@ async fn post(router: &axum::Router, token: &str, query: &str, variables: Value)
 
 const PAGE: &str = "query($filter: ApiKeyFilter, $orderBy: ApiKeyOrder, $after: String, $first: Int) { apiKeys(first: $first, after: $after, filter: $filter, orderBy: $orderBy) { totalCount edges { cursor node { id name tags lastUsedAt } } pageInfo { hasNextPage endCursor } } }";
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100_000);
-    let dir = tempfile::tempdir()?;
-    let config = Config {
-        data_dir: dir.path().join("data"),
+fn bench_config(data_dir: std::path::PathBuf) -> Config {
+    Config {
+        data_dir,
         admin_user: Some(ADMIN.into()),
         admin_password: Some(PASSWORD.into()),
         ..Config::default()
-    };
-    let store = Store::open(&StoreOptions {
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: Some("42".repeat(32)),
         master_key_file: config.master_key_path(),
         cache_capacity_bytes: config.sled_cache_bytes,
-    })?;
+    })?)
+}
+
+/// Generates the store, then runs the queries in a fresh child process on
+/// it, so the RSS figure is that of a process serving the generated store
+/// (not of the bulk load, which sled buffers heavily).
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--query") {
+        let dir = args
+            .get(2)
+            .ok_or_else(|| anyhow::anyhow!("--query needs the data dir"))?;
+        return query(bench_config(dir.into())).await;
+    }
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    let config = bench_config(dir.path().join("data"));
+    let store = open_store(&config)?;
     graphql::bootstrap_admin(&store, &config).await?;
     let mut rng = StdRng::seed_from_u64(42);
     let t0 = Instant::now();
     generate(&store, n, &mut rng)?;
     store.flush().await?;
     let generation = t0.elapsed();
+    drop(store);
     let disk = dir_size(dir.path());
+    println!(
+        "key_query_bench: {n} keys, generated in {:.1} s, {:.1} MB on disk, generator peak RSS {:.1} MB",
+        generation.as_secs_f64(),
+        disk as f64 / 1e6,
+        peak_rss_mb()
+    );
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .arg("--query")
+        .arg(&config.data_dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "query phase failed");
+    Ok(())
+}
 
+async fn query(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    graphql::bootstrap_admin(&store, &config).await?;
     let router = graphql::router(AdminState::new(store.clone(), Arc::new(config)));
     let login = post(
         &router,
@@ -268,11 +300,6 @@ async fn main() -> anyhow::Result<()> {
         ),
     ];
     println!(
-        "key_query_bench: {n} keys, generated in {:.1} s, {:.1} MB on disk",
-        generation.as_secs_f64(),
-        disk as f64 / 1e6
-    );
-    println!(
         "{:<40} {:>9} {:>9} {:>9} {:>10}",
         "query (first page unless noted)", "p50 ms", "p99 ms", "max ms", "totalCount"
     );
@@ -298,6 +325,6 @@ async fn main() -> anyhow::Result<()> {
             total
         );
     }
-    println!("peak RSS (VmHWM): {:.1} MB", peak_rss_mb());
+    println!("query process peak RSS (VmHWM): {:.1} MB", peak_rss_mb());
     Ok(())
 }
