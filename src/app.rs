@@ -65,6 +65,9 @@ impl App {
             master_key_file: config.master_key_path(),
             cache_capacity_bytes: config.sled_cache_bytes,
         })?;
+        // "This month" for key queries and the cost index is in the configured zone.
+        let tz = crate::limits::parse_time_zone(&config.time_zone).map_err(Error::TimeZone)?;
+        store.set_time_zone(tz)?;
         graphql::bootstrap_admin(&store, &config).await?;
         let pricing = Arc::new(match &config.pricing_file {
             Some(path) => PricingTable::with_overrides(path)?,
@@ -81,7 +84,6 @@ impl App {
         )));
         apply_settings(&balancer, &settings.load());
         pricing.set_runtime_overrides(&settings.load().override_prices());
-        let tz = crate::limits::parse_time_zone(&config.time_zone).map_err(Error::TimeZone)?;
         // Monthly cost rankings follow the configured zone (rebuilt once if it changed).
         store.set_analytics_time_zone(tz)?;
         let limits = crate::limits::Limits::new(tz);

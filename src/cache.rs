@@ -2,7 +2,10 @@
 //! record (positive entries) and remembers unknown hashes for a short time
 //! (negative entries), so a flood of bad keys never reaches sled. Store events
 //! invalidate entries; any key write purges the negative tier, so a key that
-//! was just created or restored works at once.
+//! was just created or restored works at once. Events arrive on a background
+//! task, so positive entries also carry the store's key-write generation: an
+//! entry older than the last admin key write is re-read, which makes a
+//! disabled, deleted or re-keyed key stop working at once, not an event later.
 
 use crate::domain::ApiKey;
 use crate::store::{self, Store, StoreEvent};
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub struct KeyCache {
-    positive: Cache<String, Arc<ApiKey>>,
+    positive: Cache<String, (Arc<ApiKey>, u64)>,
     negative: Cache<String, ()>,
 }
 
@@ -42,8 +45,11 @@ impl KeyCache {
         store: &Store,
         key_hash: &str,
     ) -> Result<Option<Arc<ApiKey>>, store::Error> {
-        if let Some(key) = self.positive.get(key_hash) {
-            return Ok(Some(key));
+        let generation = store.key_writes();
+        if let Some((key, at)) = self.positive.get(key_hash) {
+            if at == generation {
+                return Ok(Some(key));
+            }
         }
         if self.negative.contains_key(key_hash) {
             return Ok(None);
@@ -51,7 +57,8 @@ impl KeyCache {
         match store.key_by_hash(key_hash)? {
             Some(key) => {
                 let key = Arc::new(key);
-                self.positive.insert(key_hash.to_string(), key.clone());
+                self.positive
+                    .insert(key_hash.to_string(), (key.clone(), generation));
                 Ok(Some(key))
             }
             None => {

@@ -165,12 +165,15 @@ pub struct AccountConnection {
     pub page_info: PageInfo,
 }
 
+/// What `accounts` can be sorted by; ties are broken by id.
 #[derive(Enum, Copy, Clone, Debug, Default, Eq, PartialEq)]
 pub enum AccountOrderField {
     #[default]
     CreatedAt,
     Name,
     Priority,
+    /// Last change of the account's settings or state.
+    UpdatedAt,
 }
 
 #[derive(InputObject, Default)]
@@ -188,6 +191,10 @@ pub struct AccountFilter {
     pub kind: Option<AccountKind>,
     /// Case-insensitive substring of the name.
     pub search: Option<String>,
+    /// Only accounts that are members of this group.
+    pub group_id: Option<ID>,
+    /// Only accounts with this routing mode.
+    pub mode: Option<super::types::AccountMode>,
 }
 
 impl AccountFilter {
@@ -205,7 +212,15 @@ impl AccountFilter {
             .search
             .as_ref()
             .is_none_or(|s| a.name.to_lowercase().contains(&s.trim().to_lowercase()));
-        status_ok && kind_ok && search_ok
+        // The id was validated by the resolver; an unparsable one matches nothing.
+        let group_ok = self.group_id.as_ref().is_none_or(|g| {
+            uuid::Uuid::parse_str(g.as_str())
+                .is_ok_and(|u| a.routing.group_ids.iter().any(|id| id.0 == u))
+        });
+        let mode_ok = self
+            .mode
+            .is_none_or(|m| domain::AccountMode::from(m) == a.routing.mode);
+        status_ok && kind_ok && search_ok && group_ok && mode_ok
     }
 }
 
@@ -225,6 +240,9 @@ impl AccountQuery {
     ) -> Result<AccountConnection> {
         require_admin(ctx)?;
         let filter = filter.unwrap_or_default();
+        if let Some(g) = &filter.group_id {
+            validate::id("groupId", g)?;
+        }
         let order = order_by.unwrap_or_default();
         let accounts = services(ctx)?
             .store
@@ -240,6 +258,7 @@ impl AccountQuery {
             AccountOrderField::CreatedAt => SortKey::time(Some(a.created_at), a.id.0),
             AccountOrderField::Name => SortKey::text(&a.name, a.id.0),
             AccountOrderField::Priority => SortKey::number(u64::from(a.priority), a.id.0),
+            AccountOrderField::UpdatedAt => SortKey::time(Some(a.updated_at), a.id.0),
         };
         let tag = format!("accounts:{:?}", order.field);
         let desc = order.direction == OrderDirection::Desc;

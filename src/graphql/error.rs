@@ -48,6 +48,11 @@ impl GqlError {
         }
     }
 
+    /// The message a client may see (for errors reported inside a payload).
+    pub(crate) fn public_text(&self) -> &str {
+        self.public_message()
+    }
+
     /// The message a client may see.
     fn public_message(&self) -> &str {
         match self {

@@ -4,16 +4,17 @@
 //! as its SHA-256. Names are unique (ignoring case) among keys not deleted.
 
 use super::auth::{require_admin, require_writer, services};
-use super::connection::{paginate, PageInfo, SortKey, DEFAULT_PAGE};
+use super::connection::{PageInfo, DEFAULT_PAGE, MAX_PAGE};
 use super::error::GqlError;
-use super::scalars::DateTime;
+use super::scalars::{DateTime, Usd};
 use super::types::{ApiKeyStatus, OrderDirection};
 use super::usage::{totals, Usage};
 use super::validate;
 use super::viewer;
 use crate::domain::{self, ApiKey, KeyId, KeyStatus, UsageSubject};
-use crate::store::Store;
+use crate::store::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField, Store};
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
+use base64::Engine;
 use chrono::Utc;
 
 /// A relay-issued key. The key itself is never shown again after creation.
@@ -124,48 +125,354 @@ pub struct ApiKeyConnection {
     pub page_info: PageInfo,
 }
 
+/// What `apiKeys` can be sorted by. Ties are broken by id, so the order is total.
 #[derive(Enum, Copy, Clone, Debug, Default, Eq, PartialEq)]
 pub enum ApiKeyOrderField {
+    /// Creation time.
     #[default]
     CreatedAt,
+    /// Name, ignoring case.
     Name,
+    /// Last use (keys never used sort first ascending, last descending).
     LastUsedAt,
+    /// Billed cost since the start of this month in the relay's time zone.
+    BilledCostThisMonth,
+    /// Billed cost over the key's whole life.
+    BilledCostLifetime,
 }
 
+/// An ordering of `apiKeys`.
 #[derive(InputObject, Default)]
 pub struct ApiKeyOrder {
+    /// What to sort by (default CREATED_AT).
     #[graphql(default)]
     pub field: ApiKeyOrderField,
+    /// ASC (default) or DESC.
     #[graphql(default)]
     pub direction: OrderDirection,
 }
 
-#[derive(InputObject, Default)]
+impl ApiKeyOrder {
+    /// The store's ordering, and the usage period a cost ordering needs.
+    pub(crate) fn to_key_order(&self) -> (KeyOrder, Option<UsagePeriod>) {
+        let (field, period) = match self.field {
+            ApiKeyOrderField::CreatedAt => (KeySortField::CreatedAt, None),
+            ApiKeyOrderField::Name => (KeySortField::Name, None),
+            ApiKeyOrderField::LastUsedAt => (KeySortField::LastUsedAt, None),
+            ApiKeyOrderField::BilledCostThisMonth => {
+                (KeySortField::BilledCost, Some(UsagePeriod::ThisMonth))
+            }
+            ApiKeyOrderField::BilledCostLifetime => {
+                (KeySortField::BilledCost, Some(UsagePeriod::Lifetime))
+            }
+        };
+        let order = KeyOrder {
+            field,
+            descending: self.direction == OrderDirection::Desc,
+        };
+        (order, period)
+    }
+}
+
+/// The period that usage and cost criteria refer to.
+#[derive(Enum, Copy, Clone, Debug, Default, Eq, PartialEq)]
+pub enum UsagePeriod {
+    /// Since the start of this month in the relay's time zone (`time_zone`).
+    #[default]
+    ThisMonth,
+    /// The key's whole life.
+    Lifetime,
+}
+
+/// Which keys `apiKeys` (and batch operations and exports) cover. Every
+/// criterion given must hold.
+#[derive(InputObject, Default, Clone)]
 pub struct ApiKeyFilter {
     /// Only these statuses; without it, every key except DELETED ones.
     pub status: Option<Vec<ApiKeyStatus>>,
-    /// Only keys carrying this tag.
+    /// Only these keys.
+    pub ids: Option<Vec<ID>>,
+    /// Only keys carrying this tag (ignoring case).
     pub tag: Option<String>,
-    /// Case-insensitive substring of the name or description.
+    /// Only keys carrying every one of these tags (ignoring case).
+    pub tags: Option<Vec<String>>,
+    /// Case-insensitive substring of the name, description or display prefix.
     pub search: Option<String>,
+    /// Keys created at or after this instant.
+    pub created_from: Option<DateTime>,
+    /// Keys created before this instant.
+    pub created_before: Option<DateTime>,
+    /// Keys with an expiry before this instant (keys that never expire are left out).
+    pub expires_before: Option<DateTime>,
+    /// Keys bound to this account.
+    pub bound_account_id: Option<ID>,
+    /// Keys bound to this group.
+    pub bound_group_id: Option<ID>,
+    /// The period of the usage and cost criteria below (default THIS_MONTH).
+    pub usage_period: Option<UsagePeriod>,
+    /// Billed cost in the period at least this much.
+    pub min_cost_usd: Option<Usd>,
+    /// Billed cost in the period at most this much.
+    pub max_cost_usd: Option<Usd>,
+    /// At least this many requests in the period.
+    pub min_requests: Option<i64>,
+    /// At most this many requests in the period.
+    pub max_requests: Option<i64>,
+}
+
+/// Longest search string accepted (longer ones cannot match a name anyway).
+const MAX_SEARCH_CHARS: usize = 200;
+/// Most ids one filter may list.
+const MAX_FILTER_IDS: usize = 1000;
+
+/// The relay's configured time zone (`time_zone`), which "this month" means.
+pub(crate) fn relay_time_zone(config: &crate::config::Config) -> Result<chrono_tz::Tz, GqlError> {
+    crate::limits::parse_time_zone(&config.time_zone).map_err(GqlError::internal)
+}
+
+fn count(field: &str, v: Option<i64>) -> Result<Option<u64>, GqlError> {
+    v.map(|n| {
+        u64::try_from(n).map_err(|_| GqlError::bad_input(format!("`{field}` must not be negative")))
+    })
+    .transpose()
 }
 
 impl ApiKeyFilter {
-    fn matches(&self, k: &ApiKey) -> bool {
-        let status_ok = match &self.status {
-            Some(list) => list.iter().any(|s| KeyStatus::from(*s) == k.status),
-            None => k.status != KeyStatus::Deleted,
-        };
-        let tag_ok = self
-            .tag
+    /// The store's filter for this input, checked (`BAD_USER_INPUT` for ids
+    /// that are not ids, empty or reversed ranges, negative counts). "This
+    /// month" starts at the first instant of the current month in `time_zone`.
+    pub(crate) fn to_key_filter(
+        &self,
+        time_zone: chrono_tz::Tz,
+    ) -> Result<crate::store::KeyFilter, GqlError> {
+        let statuses = self
+            .status
             .as_ref()
-            .is_none_or(|t| k.tags.iter().any(|x| x == t.trim()));
-        let search_ok = self.search.as_ref().is_none_or(|s| {
-            let s = s.trim().to_lowercase();
-            k.name.to_lowercase().contains(&s) || k.description.to_lowercase().contains(&s)
-        });
-        status_ok && tag_ok && search_ok
+            .map(|list| list.iter().map(|s| KeyStatus::from(*s)).collect::<Vec<_>>());
+        let ids = match &self.ids {
+            None => None,
+            Some(list) if list.len() > MAX_FILTER_IDS => {
+                return Err(GqlError::bad_input(format!(
+                    "`ids` lists at most {MAX_FILTER_IDS} ids"
+                )))
+            }
+            Some(list) => Some(
+                list.iter()
+                    .map(|id| validate::id("ids", id).map(KeyId))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let mut tags: Vec<String> = Vec::new();
+        for t in self.tag.iter().chain(self.tags.iter().flatten()) {
+            let t = t.trim();
+            if t.is_empty() {
+                return Err(GqlError::bad_input("a tag in the filter is empty"));
+            }
+            if !tags.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                tags.push(t.to_string());
+            }
+        }
+        let search = match self.search.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) if s.chars().count() > MAX_SEARCH_CHARS => {
+                return Err(GqlError::bad_input(format!(
+                    "`search` is longer than {MAX_SEARCH_CHARS} characters"
+                )))
+            }
+            Some(s) => Some(s.to_string()),
+        };
+        let created_from = self.created_from.map(|t| t.0);
+        let created_before = self.created_before.map(|t| t.0);
+        if let (Some(from), Some(before)) = (created_from, created_before) {
+            if from >= before {
+                return Err(GqlError::bad_input(
+                    "`createdFrom` must be before `createdBefore`",
+                ));
+            }
+        }
+        let bound_account = self
+            .bound_account_id
+            .as_ref()
+            .map(|id| validate::id("boundAccountId", id).map(domain::AccountId))
+            .transpose()?;
+        let bound_group = self
+            .bound_group_id
+            .as_ref()
+            .map(|id| validate::id("boundGroupId", id).map(domain::GroupId))
+            .transpose()?;
+        let min_billed_cost_nano = self.min_cost_usd.map(|u| u.0 .0);
+        let max_billed_cost_nano = self.max_cost_usd.map(|u| u.0 .0);
+        if let (Some(lo), Some(hi)) = (min_billed_cost_nano, max_billed_cost_nano) {
+            if lo > hi {
+                return Err(GqlError::bad_input("`minCostUsd` is above `maxCostUsd`"));
+            }
+        }
+        let min_requests = count("minRequests", self.min_requests)?;
+        let max_requests = count("maxRequests", self.max_requests)?;
+        if let (Some(lo), Some(hi)) = (min_requests, max_requests) {
+            if lo > hi {
+                return Err(GqlError::bad_input("`minRequests` is above `maxRequests`"));
+            }
+        }
+        let usage_since = match self.usage_period.unwrap_or_default() {
+            UsagePeriod::ThisMonth => Some(crate::store::month_start(Utc::now(), time_zone)),
+            UsagePeriod::Lifetime => None,
+        };
+        Ok(crate::store::KeyFilter {
+            statuses,
+            ids,
+            tags,
+            search,
+            created_from,
+            created_before,
+            expires_before: self.expires_before.map(|t| t.0),
+            bound_account,
+            bound_group,
+            min_billed_cost_nano,
+            max_billed_cost_nano,
+            min_requests,
+            max_requests,
+            usage_since,
+        })
     }
+
+    /// Whether any usage or cost criterion is given.
+    fn has_usage_criteria(&self) -> bool {
+        self.min_cost_usd.is_some()
+            || self.max_cost_usd.is_some()
+            || self.min_requests.is_some()
+            || self.max_requests.is_some()
+    }
+}
+
+/// The store query for a filter and an ordering: a cost ordering sets the
+/// usage period unless the filter's usage criteria name a different one.
+pub(crate) fn key_query(
+    filter: &ApiKeyFilter,
+    order: &ApiKeyOrder,
+    time_zone: chrono_tz::Tz,
+) -> Result<(crate::store::KeyFilter, KeyOrder), GqlError> {
+    let (order, period) = order.to_key_order();
+    let mut f = filter.clone();
+    if let Some(period) = period {
+        match f.usage_period {
+            Some(p) if p != period && filter.has_usage_criteria() => {
+                return Err(GqlError::bad_input(
+                    "usage criteria and the cost ordering must use the same period",
+                ))
+            }
+            _ => f.usage_period = Some(period),
+        }
+    }
+    Ok((f.to_key_filter(time_zone)?, order))
+}
+
+/// The opaque cursor of a key's position in one ordering.
+fn encode_key_cursor(order: &KeyOrder, p: &KeyPosition) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "k{:?}{}\n{}\n{}",
+        order.field, order.descending as u8, p.value, p.id
+    ))
+}
+
+fn decode_key_cursor(order: &KeyOrder, cursor: &str) -> Result<KeyPosition, GqlError> {
+    let bad = || GqlError::bad_input("`after` is not a cursor from this list");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (tag, rest) = text.split_once('\n').ok_or_else(bad)?;
+    let (value, id) = rest.rsplit_once('\n').ok_or_else(bad)?;
+    if tag != format!("k{:?}{}", order.field, order.descending as u8) {
+        return Err(GqlError::bad_input(
+            "`after` is a cursor from a different ordering",
+        ));
+    }
+    let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok(KeyPosition {
+        value: value.to_string(),
+        id: KeyId(id),
+    })
+}
+
+/// Whether a viewer's query touches free text (search, tags, name order),
+/// which must then run on the masked values the viewer is shown.
+fn viewer_text_query(filter: &KeyFilter, order: &KeyOrder) -> bool {
+    filter.search.is_some() || !filter.tags.is_empty() || order.field == KeySortField::Name
+}
+
+/// A viewer's page when text is involved: every match of the non-text
+/// criteria is masked, then searched and (by name) sorted on the masked text,
+/// so probing searches cannot recover what the mask hides. Slower than the
+/// index path, which is acceptable for read-only viewers.
+fn masked_page(
+    ctx: &Context<'_>,
+    store: &crate::store::Store,
+    filter: &KeyFilter,
+    order: &KeyOrder,
+    after: Option<&KeyPosition>,
+    limit: usize,
+) -> Result<KeyPage, GqlError> {
+    let untexted = KeyFilter {
+        search: None,
+        tags: Vec::new(),
+        ..filter.clone()
+    };
+    let text_only = KeyFilter {
+        statuses: Some(vec![
+            KeyStatus::Active,
+            KeyStatus::Disabled,
+            KeyStatus::Deleted,
+        ]),
+        search: filter.search.clone(),
+        tags: filter.tags.clone(),
+        ..KeyFilter::default()
+    };
+    let by_name = order.field == KeySortField::Name;
+    let all = store
+        .query_keys(
+            &untexted,
+            order,
+            if by_name { None } else { after },
+            10_000_000,
+            false,
+        )
+        .map_err(GqlError::from)?;
+    let mut hits: Vec<KeyHit> = all
+        .hits
+        .into_iter()
+        .filter_map(|mut h| {
+            h.key = viewer::masked_keys(ctx, vec![h.key]).pop()?;
+            if by_name {
+                h.position.value = h.key.name.to_lowercase();
+            }
+            text_only.matches_record(&h.key).then_some(h)
+        })
+        .collect();
+    if by_name {
+        if order.descending {
+            hits.sort_by(|a, b| b.position.cmp(&a.position));
+        } else {
+            hits.sort_by(|a, b| a.position.cmp(&b.position));
+        }
+        if let Some(a) = after {
+            hits.retain(|h| {
+                if order.descending {
+                    h.position < *a
+                } else {
+                    h.position > *a
+                }
+            });
+        }
+    }
+    let total = hits.len() as u64;
+    let has_next = hits.len() > limit;
+    hits.truncate(limit);
+    Ok(KeyPage {
+        hits,
+        total_count: Some(total),
+        has_next,
+    })
 }
 
 #[derive(Default)]
@@ -183,35 +490,52 @@ impl KeyQuery {
         order_by: Option<ApiKeyOrder>,
     ) -> Result<ApiKeyConnection> {
         require_admin(ctx)?;
-        let filter = filter.unwrap_or_default();
-        let order = order_by.unwrap_or_default();
-        let keys = services(ctx)?.store.list_keys().map_err(GqlError::from)?;
-        // A viewer searches and sorts the masked text it is shown.
-        let keys: Vec<ApiKey> = viewer::masked_keys(ctx, keys)
-            .into_iter()
-            .filter(|k| filter.matches(k))
-            .collect();
-        let field = order.field;
-        let sort = move |k: &ApiKey| match field {
-            ApiKeyOrderField::CreatedAt => SortKey::time(Some(k.created_at), k.id.0),
-            ApiKeyOrderField::Name => SortKey::text(&k.name, k.id.0),
-            ApiKeyOrderField::LastUsedAt => SortKey::time(k.last_used_at, k.id.0),
-        };
-        let tag = format!("keys:{:?}", order.field);
-        let desc = order.direction == OrderDirection::Desc;
+        let svc = services(ctx)?;
         let first = first.unwrap_or(DEFAULT_PAGE);
-        let page = paginate(keys, sort, &tag, desc, first, after.as_deref())?;
+        if !(0..=MAX_PAGE).contains(&first) {
+            return Err(
+                GqlError::bad_input(format!("`first` must be between 0 and {MAX_PAGE}")).into(),
+            );
+        }
+        let tz = relay_time_zone(&svc.config)?;
+        let (filter, order) = key_query(
+            &filter.unwrap_or_default(),
+            &order_by.unwrap_or_default(),
+            tz,
+        )?;
+        let after = after
+            .as_deref()
+            .map(|c| decode_key_cursor(&order, c))
+            .transpose()?;
+        // Counting every match can cost more than the page: only when asked.
+        let with_total = ctx.look_ahead().field("totalCount").exists();
+        let limit = usize::try_from(first).unwrap_or(0);
+        let page = if viewer::is_viewer(ctx) && viewer_text_query(&filter, &order) {
+            masked_page(ctx, &svc.store, &filter, &order, after.as_ref(), limit)?
+        } else {
+            svc.store
+                .query_keys(&filter, &order, after.as_ref(), limit, with_total)
+                .map_err(GqlError::from)?
+        };
+        let edges: Vec<ApiKeyEdge> = page
+            .hits
+            .into_iter()
+            .map(|h| ApiKeyEdge {
+                cursor: encode_key_cursor(&order, &h.position),
+                node: ApiKeyNode(h.key),
+            })
+            .collect();
         Ok(ApiKeyConnection {
-            total_count: page.total_count,
-            edges: page
-                .edges
-                .into_iter()
-                .map(|(cursor, k)| ApiKeyEdge {
-                    cursor,
-                    node: ApiKeyNode(k),
-                })
-                .collect(),
-            page_info: page.page_info,
+            total_count: page
+                .total_count
+                .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            page_info: PageInfo {
+                has_next_page: page.has_next,
+                has_previous_page: after.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
         })
     }
 
@@ -286,11 +610,15 @@ pub struct DeleteApiKeyPayload {
 }
 
 /// `CONFLICT` when another key that is not deleted has this name (ignoring case).
-fn ensure_name_free(store: &Store, name: &str, except: Option<KeyId>) -> Result<(), GqlError> {
-    let lower = name.to_lowercase();
-    let taken = store.list_keys()?.iter().any(|k| {
-        Some(k.id) != except && k.status != KeyStatus::Deleted && k.name.to_lowercase() == lower
-    });
+pub(super) fn ensure_name_free(
+    store: &Store,
+    name: &str,
+    except: Option<KeyId>,
+) -> Result<(), GqlError> {
+    let taken = store
+        .keys_named(name)?
+        .iter()
+        .any(|k| Some(k.id) != except && k.status != KeyStatus::Deleted);
     if taken {
         return Err(GqlError::Conflict(format!(
             "an API key named {name:?} already exists"
@@ -299,7 +627,7 @@ fn ensure_name_free(store: &Store, name: &str, except: Option<KeyId>) -> Result<
     Ok(())
 }
 
-fn load(store: &Store, id: &ID) -> Result<ApiKey, GqlError> {
+pub(super) fn load(store: &Store, id: &ID) -> Result<ApiKey, GqlError> {
     let id = validate::id("id", id)?;
     store
         .get_key(KeyId(id))?
@@ -447,7 +775,7 @@ impl KeyMutation {
 }
 
 /// The binding named by the inputs (at most one of them), checked to exist.
-fn binding_of(
+pub(super) fn binding_of(
     store: &Store,
     account: Option<&ID>,
     group: Option<&ID>,
@@ -476,7 +804,9 @@ fn binding_of(
     }
 }
 
-fn checked_policy(policy: crate::limits::KeyPolicy) -> Result<crate::limits::KeyPolicy, GqlError> {
+pub(super) fn checked_policy(
+    policy: crate::limits::KeyPolicy,
+) -> Result<crate::limits::KeyPolicy, GqlError> {
     policy.validate().map_err(|errors| {
         GqlError::bad_input(format!("invalid policy: {}", errors.0.join("; ")))
     })?;

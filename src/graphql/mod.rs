@@ -5,7 +5,7 @@
 //!
 //! Layout: `http` (transport, auth header, timeout), `auth` (sessions,
 //! roles, passwords, throttling), `bootstrap` (first admin), `session`,
-//! `keys`, `accounts` (resolvers), `usage`, `types`, `scalars`,
+//! `keys`, `key_batch` (batch key operations), `accounts` (resolvers), `usage`, `types`, `scalars`,
 //! `balancer` (live stats), `import` (the CRS Redis import, OWNER only),
 //! `connection` (pagination), `validate` (input checks), `error` (`GqlError`),
 //! `admins` (admin management), `audit` (audit extension and `auditLog`),
@@ -23,6 +23,7 @@ mod connection;
 mod error;
 mod http;
 mod import;
+mod key_batch;
 mod keys;
 mod playground;
 mod routing;
@@ -92,6 +93,7 @@ pub struct Query(
 pub struct Mutation(
     session::SessionMutation,
     keys::KeyMutation,
+    key_batch::KeyBatchMutation,
     accounts::AccountMutation,
     routing::RoutingMutation,
     import::ImportMutation,

@@ -3,7 +3,7 @@
 //! answer to them. Pages are keyset-based on (sort value, id), so a reader
 //! walking a large store in batches never holds more than one page.
 
-use super::{Error, Store};
+use super::{key_index, Error, Store};
 use crate::domain::{AccountId, ApiKey, GroupId, KeyBinding, KeyId, KeyStatus, UsageSubject};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -159,8 +159,32 @@ fn time_value(t: Option<DateTime<Utc>>) -> String {
     })
 }
 
+/// Where a query's candidates come from.
+enum Source {
+    /// The filter's id list.
+    Ids(Vec<KeyId>),
+    /// The union of these posting prefixes (e.g. one tag's, or one per status).
+    Postings(Vec<Vec<u8>>),
+    /// Keys whose billed cost in the period lies in `[lo, hi]` (lo > 0).
+    CostRange { label: String, lo: u64, hi: u64 },
+}
+
+/// Candidates below this (relative to the page and store size) are read and
+/// sorted in memory; above it the ordering index is walked instead.
+fn prefer_candidates(candidates: u64, limit: usize, keys: u64) -> bool {
+    let c = u128::from(candidates);
+    c * c <= (limit as u128 + 1) * u128::from(keys.max(1))
+}
+
+fn parse_micros(value: &str) -> Result<u64, Error> {
+    value
+        .parse::<u64>()
+        .map_err(|_| Error::Corrupt("key position is not a number".into()))
+}
+
 impl Store {
-    /// Usage totals of one key over `[since, now)`, or its lifetime totals.
+    /// Usage totals of one key over `[since, now)`, or its lifetime totals,
+    /// from the buckets (periods the index does not keep).
     fn key_usage_since(
         &self,
         id: KeyId,
@@ -171,27 +195,73 @@ impl Store {
         Ok((t.requests, t.billed_cost.0))
     }
 
+    /// (requests, billed cost) of a key in the filter's period.
+    fn period_usage(
+        &self,
+        id: KeyId,
+        filter: &KeyFilter,
+        label: Option<&str>,
+    ) -> Result<(u64, u64), Error> {
+        match label {
+            Some(l) => self.indexed_usage(id, l),
+            None => self.key_usage_since(id, filter.usage_since),
+        }
+    }
+
     fn key_position(
         &self,
         k: &ApiKey,
         filter: &KeyFilter,
         order: &KeyOrder,
+        label: Option<&str>,
     ) -> Result<KeyPosition, Error> {
         let value = match order.field {
             KeySortField::CreatedAt => time_value(Some(k.created_at)),
             KeySortField::LastUsedAt => time_value(k.last_used_at),
             KeySortField::Name => k.name.to_lowercase(),
             KeySortField::BilledCost => {
-                let (_, cost) = self.key_usage_since(k.id, filter.usage_since)?;
+                let (_, cost) = self.period_usage(k.id, filter, label)?;
                 format!("{cost:020}")
             }
         };
         Ok(KeyPosition { value, id: k.id })
     }
 
+    /// The key if it passes every criterion of the filter.
+    fn matching_key(
+        &self,
+        id: KeyId,
+        filter: &KeyFilter,
+        label: Option<&str>,
+    ) -> Result<Option<std::sync::Arc<ApiKey>>, Error> {
+        let Some(key) = self.cached_key(id)? else {
+            return Ok(None);
+        };
+        if !filter.matches_record(&key) {
+            return Ok(None);
+        }
+        if filter.needs_usage() {
+            let (requests, cost) = self.period_usage(id, filter, label)?;
+            if !filter.matches_usage(requests, cost) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(key))
+    }
+
     /// One page of the keys matching `filter` in `order`, strictly after
     /// `after` (in that order's direction). `with_total` also counts every
-    /// match, which costs a full pass; batch readers leave it off.
+    /// match; batch readers leave it off.
+    ///
+    /// Plan: the filter's most selective source (ids, a tag, a binding, a
+    /// search trigram, a cost range or the statuses; sizes from the index
+    /// counters) is compared with walking the ordering's index. A small
+    /// source is read, checked and sorted in memory (keeping only the page);
+    /// otherwise the ordering index is walked from `after` and each key is
+    /// checked until the page is full. `totalCount` comes from the counters
+    /// when the filter is one posting plus statuses, else from the source.
+    /// Orderings by cost over a period the index does not keep (not this
+    /// month, not lifetime) fall back to the source and the usage buckets.
     pub fn query_keys(
         &self,
         filter: &KeyFilter,
@@ -200,48 +270,424 @@ impl Store {
         limit: usize,
         with_total: bool,
     ) -> Result<KeyPage, Error> {
-        let mut matched: Vec<KeyHit> = Vec::new();
-        let mut total = 0u64;
-        for key in self.list_keys()? {
-            if !filter.matches_record(&key) {
-                continue;
-            }
-            if filter.needs_usage() {
-                let (requests, cost) = self.key_usage_since(key.id, filter.usage_since)?;
-                if !filter.matches_usage(requests, cost) {
-                    continue;
+        let mut statuses: Vec<KeyStatus> = filter
+            .statuses
+            .clone()
+            .unwrap_or_else(|| vec![KeyStatus::Active, KeyStatus::Disabled]);
+        statuses.sort_by_key(|s| key_index::status_byte(*s));
+        statuses.dedup();
+        let uses_usage = filter.needs_usage() || order.field == KeySortField::BilledCost;
+        let label = if uses_usage {
+            self.usage_label(filter.usage_since)
+        } else {
+            None
+        };
+        let label = label.as_deref();
+        let all_keys = self.index_count_all()?;
+
+        // The candidate sources and their sizes (upper bounds).
+        let mut sources: Vec<(u64, Source)> = Vec::new();
+        let status_prefixes: Vec<Vec<u8>> = statuses
+            .iter()
+            .map(|s| key_index::status_prefix(*s))
+            .collect();
+        sources.push((
+            self.index_count_each(&status_prefixes, &statuses)?,
+            Source::Postings(status_prefixes),
+        ));
+        let mut postings = 0usize;
+        if let Some(ids) = &filter.ids {
+            let mut ids = ids.clone();
+            ids.sort();
+            ids.dedup();
+            sources.push((ids.len() as u64, Source::Ids(ids)));
+        }
+        let mut single = |prefix: Vec<u8>, sources: &mut Vec<(u64, Source)>| -> Result<(), Error> {
+            postings += 1;
+            let n = self.index_count(&prefix, &statuses)?;
+            sources.push((n, Source::Postings(vec![prefix])));
+            Ok(())
+        };
+        for t in &filter.tags {
+            single(key_index::tag_prefix(t.trim()), &mut sources)?;
+        }
+        if let Some(a) = filter.bound_account {
+            single(key_index::account_prefix(a), &mut sources)?;
+        }
+        if let Some(g) = filter.bound_group {
+            single(key_index::group_prefix(g), &mut sources)?;
+        }
+        let search = filter
+            .search
+            .as_deref()
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
+        if let Some(s) = &search {
+            let mut best: Option<(u64, Vec<u8>)> = None;
+            for t in key_index::trigrams(s) {
+                let p = key_index::trigram_prefix(&t);
+                let n = self.index_count(&p, &statuses)?;
+                if best.as_ref().is_none_or(|b| n < b.0) {
+                    best = Some((n, p));
                 }
             }
+            if let Some((n, p)) = best {
+                sources.push((n, Source::Postings(vec![p])));
+            }
+        }
+        if let (Some(l), Some(lo)) = (label, filter.min_billed_cost_nano.filter(|m| *m > 0)) {
+            sources.push((
+                self.cost_count(l)?,
+                Source::CostRange {
+                    label: l.to_string(),
+                    lo,
+                    hi: filter.max_billed_cost_nano.unwrap_or(u64::MAX),
+                },
+            ));
+        }
+        let (candidates, source) = sources
+            .into_iter()
+            .min_by_key(|(n, _)| *n)
+            .unwrap_or((0, Source::Postings(Vec::new())));
+
+        // Exact counts straight from the counters: statuses plus at most one posting.
+        let simple = postings <= 1
+            && filter.ids.is_none()
+            && search.is_none()
+            && filter.created_from.is_none()
+            && filter.created_before.is_none()
+            && filter.expires_before.is_none()
+            && !filter.needs_usage();
+        let counter_total = if simple { Some(candidates) } else { None };
+        let indexed_order = order.field != KeySortField::BilledCost || label.is_some();
+        let from_source = !indexed_order
+            || (with_total && counter_total.is_none())
+            || prefer_candidates(candidates, limit, all_keys);
+
+        let mut page = if from_source {
+            self.page_from_source(&source, filter, order, after, limit, label)?
+        } else {
+            self.page_from_order(filter, order, after, limit, label)?
+        };
+        if with_total {
+            page.total_count = counter_total.or(page.total_count);
+        } else {
+            page.total_count = None;
+        }
+        Ok(page)
+    }
+
+    /// Keys in the index, any status.
+    fn index_count_all(&self) -> Result<u64, Error> {
+        let prefixes: Vec<Vec<u8>> = key_index::STATUSES
+            .iter()
+            .map(|s| key_index::status_prefix(*s))
+            .collect();
+        self.index_count_each(&prefixes, &key_index::STATUSES)
+    }
+
+    /// Sum of each prefix's counters over the statuses.
+    fn index_count_each(&self, prefixes: &[Vec<u8>], statuses: &[KeyStatus]) -> Result<u64, Error> {
+        let mut n = 0u64;
+        for p in prefixes {
+            n = n.saturating_add(self.index_count(p, statuses)?);
+        }
+        Ok(n)
+    }
+
+    /// Reads every candidate of the source, keeps the page after `after`
+    /// (bounded: sorted and cut whenever it doubles) and counts matches.
+    fn page_from_source(
+        &self,
+        source: &Source,
+        filter: &KeyFilter,
+        order: &KeyOrder,
+        after: Option<&KeyPosition>,
+        limit: usize,
+        label: Option<&str>,
+    ) -> Result<KeyPage, Error> {
+        let keep = limit.saturating_add(1);
+        // Records stay shared (`Arc`) until the page is cut: only the page is cloned.
+        let mut hits: Vec<(KeyPosition, std::sync::Arc<ApiKey>)> = Vec::new();
+        let mut total = 0u64;
+        let descending = order.descending;
+        let cmp = |a: &(KeyPosition, _), b: &(KeyPosition, _)| {
+            if descending {
+                b.0.cmp(&a.0)
+            } else {
+                a.0.cmp(&b.0)
+            }
+        };
+        let mut visit = |id: KeyId| -> Result<(), Error> {
+            let Some(key) = self.matching_key(id, filter, label)? else {
+                return Ok(());
+            };
             total += 1;
-            let position = self.key_position(&key, filter, order)?;
+            let position = self.key_position(&key, filter, order, label)?;
             let beyond = after.is_none_or(|a| {
-                if order.descending {
+                if descending {
                     position < *a
                 } else {
                     position > *a
                 }
             });
             if beyond {
-                matched.push(KeyHit { key, position });
+                hits.push((position, key));
+                if hits.len() >= keep.saturating_mul(2).max(64) {
+                    hits.sort_by(cmp);
+                    hits.truncate(keep);
+                }
+            }
+            Ok(())
+        };
+        let index = self.key_index_tree();
+        match source {
+            Source::Ids(ids) => {
+                for id in ids {
+                    visit(*id)?;
+                }
+            }
+            Source::Postings(prefixes) => {
+                for p in prefixes {
+                    for entry in index.scan_prefix(p).keys() {
+                        visit(key_index::id_of(&entry?)?)?;
+                    }
+                }
+            }
+            Source::CostRange { label, lo, hi } => {
+                let prefix = key_index::cost_prefix(label);
+                let mut start = prefix.clone();
+                start.extend_from_slice(&lo.to_be_bytes());
+                let mut end = prefix;
+                end.extend_from_slice(&hi.to_be_bytes());
+                end.extend_from_slice(&[0xff; 17]);
+                for entry in index.range(start..end).keys() {
+                    visit(key_index::id_of(&entry?)?)?;
+                }
             }
         }
-        if order.descending {
-            matched.sort_by(|a, b| b.position.cmp(&a.position));
-        } else {
-            matched.sort_by(|a, b| a.position.cmp(&b.position));
-        }
-        let has_next = matched.len() > limit;
-        matched.truncate(limit);
+        hits.sort_by(cmp);
+        let has_next = hits.len() > limit;
+        hits.truncate(limit);
         Ok(KeyPage {
-            hits: matched,
-            total_count: with_total.then_some(total),
+            hits: hits
+                .into_iter()
+                .map(|(position, key)| KeyHit {
+                    key: (*key).clone(),
+                    position,
+                })
+                .collect(),
+            total_count: Some(total),
             has_next,
         })
     }
 
+    /// Walks the ordering's index from `after`, checking each key, until the
+    /// page (plus one, for `has_next`) is full.
+    fn page_from_order(
+        &self,
+        filter: &KeyFilter,
+        order: &KeyOrder,
+        after: Option<&KeyPosition>,
+        limit: usize,
+        label: Option<&str>,
+    ) -> Result<KeyPage, Error> {
+        let mut hits: Vec<KeyHit> = Vec::new();
+        let want = limit.saturating_add(1);
+        let mut visit = |position: KeyPosition| -> Result<bool, Error> {
+            if let Some(key) = self.matching_key(position.id, filter, label)? {
+                hits.push(KeyHit {
+                    key: (*key).clone(),
+                    position,
+                });
+            }
+            Ok(hits.len() < want)
+        };
+        let index = self.key_index_tree();
+        let desc = order.descending;
+        match order.field {
+            KeySortField::CreatedAt => {
+                let lo = key_index::created_key(
+                    filter
+                        .created_from
+                        .map_or(0, |t| u64::try_from(t.timestamp_micros()).unwrap_or(0)),
+                    KeyId(uuid::Uuid::nil()),
+                );
+                let hi = key_index::created_key(
+                    filter.created_before.map_or(u64::MAX, |t| {
+                        u64::try_from(t.timestamp_micros()).unwrap_or(0)
+                    }),
+                    KeyId(uuid::Uuid::nil()),
+                );
+                let at = after
+                    .map(|a| Ok::<_, Error>(key_index::created_key(parse_micros(&a.value)?, a.id)))
+                    .transpose()?;
+                walk(
+                    index,
+                    lo,
+                    hi,
+                    at,
+                    desc,
+                    |k| {
+                        let micros = key_index::be_u64(&k[1..9])?;
+                        Ok(KeyPosition {
+                            value: format!("{micros:020}"),
+                            id: key_index::id_of(k)?,
+                        })
+                    },
+                    &mut visit,
+                )?;
+            }
+            KeySortField::LastUsedAt => {
+                let at = after
+                    .map(|a| {
+                        let micros = if a.value.is_empty() {
+                            None
+                        } else {
+                            Some(parse_micros(&a.value)?)
+                        };
+                        Ok::<_, Error>(key_index::last_used_key(micros, a.id))
+                    })
+                    .transpose()?;
+                walk(
+                    index,
+                    vec![b'l'],
+                    vec![b'm'],
+                    at,
+                    desc,
+                    |k| {
+                        let value = match k.get(1) {
+                            Some(1) => format!("{:020}", key_index::be_u64(&k[2..10])?),
+                            _ => String::new(),
+                        };
+                        Ok(KeyPosition {
+                            value,
+                            id: key_index::id_of(k)?,
+                        })
+                    },
+                    &mut visit,
+                )?;
+            }
+            KeySortField::Name => {
+                let at = after.map(|a| key_index::name_key(&a.value, a.id));
+                walk(
+                    index,
+                    vec![b'n'],
+                    vec![b'o'],
+                    at,
+                    desc,
+                    |k| {
+                        let name = &k[1..k.len() - 17];
+                        Ok(KeyPosition {
+                            value: String::from_utf8_lossy(name).into_owned(),
+                            id: key_index::id_of(k)?,
+                        })
+                    },
+                    &mut visit,
+                )?;
+            }
+            KeySortField::BilledCost => {
+                let label = label.unwrap_or(key_index::LIFETIME);
+                self.walk_cost(label, after, desc, &mut visit)?;
+            }
+        }
+        let has_next = hits.len() > limit;
+        hits.truncate(limit);
+        Ok(KeyPage {
+            hits,
+            total_count: None,
+            has_next,
+        })
+    }
+
+    /// The cost ordering: keys with a positive cost come from the cost
+    /// index; keys without (cost 0, ordered by id) from the keys tree,
+    /// skipping those the index lists. Ascending: zero-cost keys first.
+    fn walk_cost(
+        &self,
+        label: &str,
+        after: Option<&KeyPosition>,
+        desc: bool,
+        visit: &mut dyn FnMut(KeyPosition) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        let index = self.key_index_tree();
+        let prefix = key_index::cost_prefix(label);
+        let mut hi = prefix.clone();
+        hi.extend_from_slice(&[0xff; 25]);
+        let after_cost = after.map(|a| parse_micros(&a.value)).transpose()?;
+        let to_position = |k: &[u8]| -> Result<KeyPosition, Error> {
+            let at = prefix.len();
+            let cost = key_index::be_u64(&k[at..at + 8])?;
+            Ok(KeyPosition {
+                value: format!("{cost:020}"),
+                id: key_index::id_of(k)?,
+            })
+        };
+        let positive_at = match (after, after_cost) {
+            (Some(a), Some(c)) if c > 0 => Some(key_index::cost_key(label, c, a.id)),
+            _ => None,
+        };
+        let zero_after = match (after, after_cost) {
+            (Some(a), Some(0)) => Some(a.id),
+            _ => None,
+        };
+        let mut more = true;
+        let zero_segment = |from: Option<KeyId>,
+                            visit: &mut dyn FnMut(KeyPosition) -> Result<bool, Error>|
+         -> Result<bool, Error> {
+            let keys = &self.inner.keys;
+            let iter: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = match (from, desc) {
+                (None, false) => Box::new(keys.iter().keys()),
+                (None, true) => Box::new(keys.iter().keys().rev()),
+                (Some(id), false) => Box::new(
+                    keys.range((
+                        std::ops::Bound::Excluded(id.0.as_bytes().to_vec()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .keys(),
+                ),
+                (Some(id), true) => Box::new(keys.range(..id.0.as_bytes().to_vec()).keys().rev()),
+            };
+            for k in iter {
+                let id = key_index::id_of(&k?)?;
+                if self.indexed_usage(id, label)?.1 > 0 {
+                    continue;
+                }
+                let position = KeyPosition {
+                    value: format!("{:020}", 0),
+                    id,
+                };
+                if !visit(position)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        if desc {
+            if zero_after.is_none() {
+                let mut lo = prefix.clone();
+                lo.extend_from_slice(&1u64.to_be_bytes());
+                more = walk(index, lo, hi.clone(), positive_at, true, to_position, visit)?;
+            }
+            if more {
+                zero_segment(zero_after, visit)?;
+            }
+        } else {
+            if after_cost.is_none_or(|c| c == 0) {
+                more = zero_segment(zero_after, visit)?;
+            }
+            if more {
+                let mut lo = prefix.clone();
+                lo.extend_from_slice(&1u64.to_be_bytes());
+                walk(index, lo, hi, positive_at, false, to_position, visit)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Calls `each` with successive batches (at most `batch` keys) of the
     /// keys matching `filter`, in creation order, until it returns `false`.
-    /// Memory is bounded by one batch.
+    /// Memory is bounded by one batch (plus the ids of a small source).
     pub fn for_each_key_batch(
         &self,
         filter: &KeyFilter,
@@ -260,6 +706,43 @@ impl Store {
             }
         }
     }
+}
+
+/// Walks the index entries in `[lo, hi)` in either direction, strictly after
+/// `at` (in that direction), handing each entry's position to `visit` until
+/// it returns `false`. Returns whether the walk ran to the end.
+fn walk(
+    index: &sled::Tree,
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+    at: Option<Vec<u8>>,
+    desc: bool,
+    to_position: impl Fn(&[u8]) -> Result<KeyPosition, Error>,
+    visit: &mut dyn FnMut(KeyPosition) -> Result<bool, Error>,
+) -> Result<bool, Error> {
+    use std::ops::Bound;
+    let range: (Bound<Vec<u8>>, Bound<Vec<u8>>) = match (at, desc) {
+        (Some(at), false) if at >= lo => (Bound::Excluded(at), Bound::Excluded(hi)),
+        (Some(at), true) if at < hi => (Bound::Included(lo), Bound::Excluded(at)),
+        _ => (Bound::Included(lo), Bound::Excluded(hi)),
+    };
+    if let (Bound::Excluded(a) | Bound::Included(a), Bound::Excluded(b)) = (&range.0, &range.1) {
+        if a >= b {
+            return Ok(true);
+        }
+    }
+    let iter = index.range(range).keys();
+    let iter: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = if desc {
+        Box::new(iter.rev())
+    } else {
+        Box::new(iter)
+    };
+    for k in iter {
+        if !visit(to_position(&k?)?)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

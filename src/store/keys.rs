@@ -1,20 +1,28 @@
-//! Relay keys: the `keys` tree (id → `ApiKey`) and its `keys_by_hash` index
-//! (SHA-256 hex → id), always changed together in one transaction. The raw
-//! key is never stored; only its hash.
+//! Relay keys: the `keys` tree (id → `ApiKey`), its `keys_by_hash` index
+//! (SHA-256 hex → id) and the secondary indexes of `key_index`, always
+//! changed together in one transaction. The raw key is never stored; only
+//! its hash.
 
 use super::trees::{decode, encode};
-use super::{abort, Error, Store, StoreEvent};
+use super::{abort, key_index, Error, Store, StoreEvent};
 use crate::domain::{ApiKey, KeyId};
 use sled::Transactional;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 const WHAT: &str = "api key";
 
 impl Store {
     /// Fails with `Conflict` if the hash is already taken.
     pub fn create_key(&self, key: &ApiKey) -> Result<(), Error> {
-        let (keys, by_hash) = (&self.inner.keys, &self.inner.keys_by_hash);
+        let (keys, by_hash, index) = (
+            &self.inner.keys,
+            &self.inner.keys_by_hash,
+            &self.inner.key_index,
+        );
         let value = encode(key)?;
-        (keys, by_hash).transaction(|(keys, by_hash)| {
+        let diff = key_index::diff(None, Some(key));
+        (keys, by_hash, index).transaction(|(keys, by_hash, index)| {
             if by_hash.get(key.key_hash.as_bytes())?.is_some() {
                 return abort(Error::Conflict(
                     "a key with this hash already exists".into(),
@@ -25,13 +33,71 @@ impl Store {
             }
             keys.insert(key.id.0.as_bytes(), value.as_slice())?;
             by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+            key_index::apply(index, &diff)?;
             Ok(())
         })?;
+        self.forget_keys(&[key.id]);
+        self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
         self.emit(StoreEvent::KeyChanged {
             id: key.id,
             key_hash: key.key_hash.clone(),
         });
         Ok(())
+    }
+
+    /// Creates many keys in one transaction: all or none (`Conflict` if any
+    /// id or hash is taken, also within the batch). Index counters are
+    /// merged, so a batch writes each counter once; batch creates and bulk
+    /// imports use this instead of one transaction per key.
+    pub fn create_keys(&self, batch: &[ApiKey]) -> Result<(), Error> {
+        let mut hashes = std::collections::BTreeSet::new();
+        let mut values = Vec::with_capacity(batch.len());
+        let mut diff = key_index::IndexDiff::default();
+        for key in batch {
+            if !hashes.insert(key.key_hash.as_str()) {
+                return Err(Error::Conflict(
+                    "a key hash appears twice in the batch".into(),
+                ));
+            }
+            values.push(encode(key)?);
+            diff.merge(key_index::diff(None, Some(key)));
+        }
+        let (keys, by_hash, index) = (
+            &self.inner.keys,
+            &self.inner.keys_by_hash,
+            &self.inner.key_index,
+        );
+        (keys, by_hash, index).transaction(|(keys, by_hash, index)| {
+            for (key, value) in batch.iter().zip(&values) {
+                if by_hash.get(key.key_hash.as_bytes())?.is_some() {
+                    return abort(Error::Conflict(
+                        "a key with this hash already exists".into(),
+                    ));
+                }
+                if keys.get(key.id.0.as_bytes())?.is_some() {
+                    return abort(Error::Conflict("a key with this id already exists".into()));
+                }
+                keys.insert(key.id.0.as_bytes(), value.as_slice())?;
+                by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+            }
+            key_index::apply(index, &diff)?;
+            Ok(())
+        })?;
+        let ids: Vec<KeyId> = batch.iter().map(|k| k.id).collect();
+        self.forget_keys(&ids);
+        self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
+        for key in batch {
+            self.emit(StoreEvent::KeyChanged {
+                id: key.id,
+                key_hash: key.key_hash.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts committed key creates and updates (see `cache::KeyCache`).
+    pub fn key_writes(&self) -> u64 {
+        self.inner.key_writes.load(Ordering::Acquire)
     }
 
     /// Creates or replaces a key. A changed hash moves the index entry; a hash
@@ -40,8 +106,12 @@ impl Store {
     /// key earlier must not undo a newer use. Emits one event per affected
     /// hash, so a cache drops the old hash too.
     pub fn put_key(&self, key: &ApiKey) -> Result<(), Error> {
-        let (keys, by_hash) = (&self.inner.keys, &self.inner.keys_by_hash);
-        let old_hash = (keys, by_hash).transaction(|(keys, by_hash)| {
+        let (keys, by_hash, index) = (
+            &self.inner.keys,
+            &self.inner.keys_by_hash,
+            &self.inner.key_index,
+        );
+        let old_hash = (keys, by_hash, index).transaction(|(keys, by_hash, index)| {
             if let Some(owner) = by_hash.get(key.key_hash.as_bytes())? {
                 if owner.as_ref() != key.id.0.as_bytes() {
                     return abort(Error::Conflict(
@@ -66,6 +136,7 @@ impl Store {
                 Err(e) => return abort(e),
             };
             keys.insert(key.id.0.as_bytes(), value)?;
+            key_index::apply(index, &key_index::diff(old.as_ref(), Some(&new)))?;
             let old_hash = old.map(|o| o.key_hash);
             if let Some(old_hash) = old_hash.as_deref().filter(|h| *h != key.key_hash) {
                 by_hash.remove(old_hash.as_bytes())?;
@@ -73,6 +144,8 @@ impl Store {
             by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
             Ok(old_hash)
         })?;
+        self.forget_keys(&[key.id]);
+        self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
         if let Some(old_hash) = old_hash.filter(|h| *h != key.key_hash) {
             self.emit(StoreEvent::KeyChanged {
                 id: key.id,
@@ -101,6 +174,30 @@ impl Store {
         let id = uuid::Uuid::from_slice(&id)
             .map_err(|_| Error::Corrupt("keys_by_hash entry is not an id".into()))?;
         self.get_key(KeyId(id))
+    }
+
+    /// A key record for listings, from the record cache when it is there.
+    pub(crate) fn cached_key(&self, id: KeyId) -> Result<Option<Arc<ApiKey>>, Error> {
+        if let Some(k) = self.inner.key_records.get(&id) {
+            return Ok(Some(k));
+        }
+        let generation = self.inner.key_generation.load(Ordering::Acquire);
+        let key = self.get_key(id)?.map(Arc::new);
+        if let Some(k) = &key {
+            // A write that committed since we read would be undone by caching.
+            if self.inner.key_generation.load(Ordering::Acquire) == generation {
+                self.inner.key_records.insert(id, k.clone());
+            }
+        }
+        Ok(key)
+    }
+
+    /// Drops cached records after a committed write.
+    pub(crate) fn forget_keys(&self, ids: &[KeyId]) {
+        self.inner.key_generation.fetch_add(1, Ordering::AcqRel);
+        for id in ids {
+            self.inner.key_records.invalidate(id);
+        }
     }
 
     /// All keys in id (creation) order.
@@ -153,6 +250,29 @@ pub(crate) mod tests {
         assert_eq!(store.key_by_hash("hash-b").unwrap().as_ref(), Some(&b));
         assert_eq!(store.key_by_hash("nope").unwrap(), None);
         assert_eq!(store.list_keys().unwrap(), vec![a.clone(), b.clone()]);
+    }
+
+    #[test]
+    fn batch_creates_are_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .create_key(&sample_key("taken", "taken-hash"))
+            .unwrap();
+        let batch: Vec<ApiKey> = (0..5)
+            .map(|i| sample_key(&format!("b{i}"), &format!("b-hash-{i}")))
+            .collect();
+        let mut clashing = batch.clone();
+        clashing.push(sample_key("late", "taken-hash"));
+        assert!(matches!(
+            store.create_keys(&clashing),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(store.list_keys().unwrap().len(), 1, "nothing of the batch");
+        store.create_keys(&batch).unwrap();
+        assert_eq!(store.list_keys().unwrap().len(), 6);
+        assert_eq!(store.key_by_hash("b-hash-3").unwrap().unwrap().name, "b3");
+        assert_eq!(store.keys_named("B4").unwrap().len(), 1, "indexed too");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::Error;
 const SCHEMA_VERSION: &[u8] = b"schema_version";
 
 /// The layout this binary reads and writes.
-pub(crate) const CURRENT_VERSION: u32 = 1;
+pub(crate) const CURRENT_VERSION: u32 = 2;
 
 /// One step: the version it produces, what it does (for the log), and the work.
 struct Migration {
@@ -19,12 +19,27 @@ struct Migration {
     run: fn(&sled::Db, &Vault) -> Result<(), Error>,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    to: 1,
-    what: "initial layout",
-    // Version 1 is the first layout: the trees are created by `open`.
-    run: |_, _| Ok(()),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        what: "initial layout",
+        // Version 1 is the first layout: the trees are created by `open`.
+        run: |_, _| Ok(()),
+    },
+    Migration {
+        to: 2,
+        what: "key secondary indexes",
+        run: build_key_index,
+    },
+];
+
+/// Builds the key index for a store written before it existed. The zone is
+/// UTC until the app sets the configured one (which rebuilds if it differs).
+fn build_key_index(db: &sled::Db, _: &Vault) -> Result<(), Error> {
+    let tz = chrono_tz::UTC;
+    super::key_index::rebuild(db, tz, chrono::Utc::now())?;
+    super::key_index::record_zone(&db.open_tree(super::trees::META)?, tz)
+}
 
 pub(crate) fn read_version(meta: &sled::Tree) -> Result<u32, Error> {
     match meta.get(SCHEMA_VERSION)? {

@@ -14,6 +14,9 @@ mod admins;
 mod audit;
 mod groups;
 mod imports;
+mod key_index;
+#[cfg(test)]
+mod key_index_tests;
 mod key_query;
 mod keys;
 mod legacy;
@@ -33,6 +36,7 @@ use tokio::sync::broadcast;
 
 pub use audit::{AuditEntry, AuditRetention};
 pub use imports::ImportLink;
+pub use key_index::month_start;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use legacy::{LegacyKeyHash, LegacySource};
 pub use usage::REQUEST_LOG_MAX;
@@ -124,6 +128,18 @@ struct Inner {
     meta: sled::Tree,
     keys: sled::Tree,
     keys_by_hash: sled::Tree,
+    /// Secondary indexes over keys (see `key_index`).
+    key_index: sled::Tree,
+    /// The billing time zone ("this month"); see [`Store::set_time_zone`].
+    zone: parking_lot::RwLock<chrono_tz::Tz>,
+    /// Decoded key records by id for listings; every key write invalidates.
+    key_records: moka::sync::Cache<KeyId, Arc<ApiKey>>,
+    /// Bumped on every key write, so a reader that raced a write does not
+    /// put the record it read before the write into `key_records`.
+    key_generation: std::sync::atomic::AtomicU64,
+    /// Bumped after every committed key create or update (not usage), so
+    /// caches of key records can tell an entry is older than a write.
+    key_writes: std::sync::atomic::AtomicU64,
     accounts: sled::Tree,
     admins: sled::Tree,
     admins_by_name: sled::Tree,
@@ -148,6 +164,9 @@ struct Inner {
     analytics: usage_query::AnalyticsState,
 }
 
+/// Key records kept decoded for listings (a few MB; pages and batch
+/// operations revisit the same keys).
+const KEY_RECORD_CACHE: u64 = 20_000;
 /// Subscribers that fall this far behind see `Lagged` and should resync.
 const EVENT_CAPACITY: usize = 1024;
 /// The sled database lives in this directory under the data dir, beside the
@@ -177,11 +196,22 @@ impl Store {
         meta::migrate(&db, &meta, &vault)?;
         let requests = db.open_tree(trees::REQUESTS)?;
         let audit = db.open_tree(trees::AUDIT)?;
+        let zone = key_index::recorded_zone(&meta)?
+            .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+            .unwrap_or(chrono_tz::UTC);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let inner = Inner {
             meta,
             keys: db.open_tree(trees::KEYS)?,
             keys_by_hash: db.open_tree(trees::KEYS_BY_HASH)?,
+            key_index: db.open_tree(trees::KEY_INDEX)?,
+            zone: parking_lot::RwLock::new(zone),
+            key_records: moka::sync::Cache::builder()
+                .max_capacity(KEY_RECORD_CACHE)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+            key_generation: std::sync::atomic::AtomicU64::new(0),
+            key_writes: std::sync::atomic::AtomicU64::new(0),
             accounts,
             admins: db.open_tree(trees::ADMINS)?,
             admins_by_name: db.open_tree(trees::ADMINS_BY_NAME)?,

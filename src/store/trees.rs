@@ -13,6 +13,9 @@ pub(crate) const META: &str = "meta";
 pub(crate) const KEYS: &str = "keys";
 /// SHA-256 hex of a raw key → `KeyId` bytes.
 pub(crate) const KEYS_BY_HASH: &str = "keys_by_hash";
+/// Secondary indexes over keys (postings, orderings, counters, per-period
+/// usage); layout in `key_index.rs`.
+pub(crate) const KEY_INDEX: &str = "key_index";
 /// `AccountId` → stored account (credentials and proxy sealed by the vault).
 pub(crate) const ACCOUNTS: &str = "accounts";
 /// `AdminId` → `Admin`.

@@ -8,7 +8,7 @@
 //! days exist so long ranges read fewer entries.
 
 use super::trees::{decode, encode};
-use super::{abort, Error, Store, UsageBatch};
+use super::{abort, key_index, Error, Store, UsageBatch};
 use crate::domain::{ApiKey, KeyId, UsageRecord, UsageSubject, UsageTotals};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sled::Transactional;
@@ -92,6 +92,71 @@ fn log_key(at: DateTime<Utc>) -> Vec<u8> {
     key
 }
 
+/// [`Store::usage_total`] over a usage tree (also used by the key index
+/// build, which runs before the `Store` exists).
+pub(crate) fn total_in(
+    usage: &sled::Tree,
+    subject: &UsageSubject,
+    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> Result<UsageTotals, Error> {
+    let prefix = subject_prefix(subject);
+    let Some((from, to)) = range else {
+        return usage
+            .get(lifetime_key(&prefix))?
+            .map(|v| decode(&v, WHAT))
+            .transpose()
+            .map(Option::unwrap_or_default);
+    };
+    let from = floor_to(clamp(from), HOUR_SECS);
+    let to = ceil_to(clamp(to), HOUR_SECS);
+    if from >= to {
+        return Ok(UsageTotals::default());
+    }
+    let first_day = ceil_to(from, DAY_SECS);
+    let end_day = floor_to(to, DAY_SECS);
+    let mut total = UsageTotals::default();
+    if first_day < end_day {
+        sum_keys(
+            usage,
+            &mut total,
+            hour_key(&prefix, from),
+            hour_key(&prefix, first_day),
+        )?;
+        sum_keys(
+            usage,
+            &mut total,
+            day_key(&prefix, first_day),
+            day_key(&prefix, end_day),
+        )?;
+        sum_keys(
+            usage,
+            &mut total,
+            hour_key(&prefix, end_day),
+            hour_key(&prefix, to),
+        )?;
+    } else {
+        sum_keys(
+            usage,
+            &mut total,
+            hour_key(&prefix, from),
+            hour_key(&prefix, to),
+        )?;
+    }
+    Ok(total)
+}
+
+fn sum_keys(
+    usage: &sled::Tree,
+    total: &mut UsageTotals,
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+) -> Result<(), Error> {
+    for v in usage.range(lo..hi).values() {
+        total.merge(&decode(&v?, WHAT)?);
+    }
+    Ok(())
+}
+
 impl Store {
     /// Adds each hourly delta to its hour, UTC day and lifetime buckets,
     /// appends the records to the request log (pruning the oldest beyond
@@ -110,6 +175,20 @@ impl Store {
                 lifetime_key(&prefix),
             ] {
                 buckets.entry(key).or_default().merge(delta);
+            }
+        }
+        // Per-key period totals for the cost index: lifetime and the bucket's
+        // month in the billing zone.
+        let tz = self.time_zone();
+        let mut key_usage: BTreeMap<(KeyId, String), (u64, u64)> = BTreeMap::new();
+        for (subject, hour, delta) in &batch.hourly {
+            if let UsageSubject::Key(id) = subject {
+                let month = key_index::bucket_month_label(floor_to(*hour, HOUR_SECS), tz);
+                for label in [key_index::LIFETIME.to_string(), month] {
+                    let e = key_usage.entry((*id, label)).or_default();
+                    e.0 = e.0.saturating_add(delta.requests);
+                    e.1 = e.1.saturating_add(delta.billed_cost.0);
+                }
             }
         }
         let mut last_used: BTreeMap<KeyId, DateTime<Utc>> = BTreeMap::new();
@@ -150,8 +229,9 @@ impl Store {
             &self.inner.requests,
             &self.inner.keys,
             self.rank_tree(),
+            &self.inner.key_index,
         );
-        trees.transaction(|(usage, requests, keys, rank_tree)| {
+        trees.transaction(|(usage, requests, keys, rank_tree, index)| {
             super::usage_query::apply_rank(rank_tree, &rank)?;
             for (key, delta) in &buckets {
                 let mut total = match usage.get(key)? {
@@ -183,6 +263,7 @@ impl Store {
                     Err(e) => return abort(e),
                 };
                 if key.last_used_at.is_none_or(|prev| prev < *at) {
+                    key_index::move_last_used(index, *id, key.last_used_at, *at)?;
                     key.last_used_at = Some(*at);
                     match encode(&key) {
                         Ok(v) => keys.insert(id.0.as_bytes(), v)?,
@@ -190,8 +271,13 @@ impl Store {
                     };
                 }
             }
+            for ((id, label), (requests, cost)) in &key_usage {
+                key_index::add_usage(index, *id, label, *requests, *cost)?;
+            }
             Ok(())
         })?;
+        let touched: Vec<KeyId> = last_used.keys().copied().collect();
+        self.forget_keys(&touched);
         self.inner
             .request_log_len
             .store(current + log.len() - prune.len(), Ordering::Release);
@@ -209,51 +295,7 @@ impl Store {
         subject: &UsageSubject,
         range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Result<UsageTotals, Error> {
-        let prefix = subject_prefix(subject);
-        let Some((from, to)) = range else {
-            return self
-                .inner
-                .usage
-                .get(lifetime_key(&prefix))?
-                .map(|v| decode(&v, WHAT))
-                .transpose()
-                .map(Option::unwrap_or_default);
-        };
-        let from = floor_to(clamp(from), HOUR_SECS);
-        let to = ceil_to(clamp(to), HOUR_SECS);
-        if from >= to {
-            return Ok(UsageTotals::default());
-        }
-        let first_day = ceil_to(from, DAY_SECS);
-        let end_day = floor_to(to, DAY_SECS);
-        let mut total = UsageTotals::default();
-        if first_day < end_day {
-            self.sum_keys(
-                &mut total,
-                hour_key(&prefix, from),
-                hour_key(&prefix, first_day),
-            )?;
-            self.sum_keys(
-                &mut total,
-                day_key(&prefix, first_day),
-                day_key(&prefix, end_day),
-            )?;
-            self.sum_keys(
-                &mut total,
-                hour_key(&prefix, end_day),
-                hour_key(&prefix, to),
-            )?;
-        } else {
-            self.sum_keys(&mut total, hour_key(&prefix, from), hour_key(&prefix, to))?;
-        }
-        Ok(total)
-    }
-
-    fn sum_keys(&self, total: &mut UsageTotals, lo: Vec<u8>, hi: Vec<u8>) -> Result<(), Error> {
-        for v in self.inner.usage.range(lo..hi).values() {
-            total.merge(&decode(&v?, WHAT)?);
-        }
-        Ok(())
+        total_in(&self.inner.usage, subject, range)
     }
 
     /// The newest finished requests, newest first.
