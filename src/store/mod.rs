@@ -9,6 +9,7 @@
 
 mod accounts;
 mod admins;
+mod exports;
 mod groups;
 mod key_query;
 mod keys;
@@ -25,6 +26,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub use exports::{DownloadGrant, ExportId, ExportRecord, ExportState};
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use usage::REQUEST_LOG_MAX;
 
@@ -120,6 +122,8 @@ struct Inner {
     requests: sled::Tree,
     groups: sled::Tree,
     state: sled::Tree,
+    exports: sled::Tree,
+    export_downloads: sled::Tree,
     vault: vault::Vault,
     events: broadcast::Sender<StoreEvent>,
     /// Entries in the request log; kept in memory because sled's `len` is a scan.
@@ -167,6 +171,8 @@ impl Store {
             usage: db.open_tree(trees::USAGE)?,
             groups: db.open_tree(trees::GROUPS)?,
             state: db.open_tree(trees::STATE)?,
+            exports: db.open_tree(trees::EXPORTS)?,
+            export_downloads: db.open_tree(trees::EXPORT_DOWNLOADS)?,
             request_log_len: AtomicUsize::new(requests.len()),
             requests,
             vault,

@@ -32,6 +32,11 @@ pub(crate) const GROUPS: &str = "groups";
 /// (sticky sessions, limit counters), each under its own name.
 pub(crate) const STATE: &str = "state";
 
+/// `ExportId` (16 bytes, UUID v7) → `ExportRecord` (export jobs).
+pub(crate) const EXPORTS: &str = "exports";
+/// SHA-256 hex of a one-time download token → `DownloadGrant`.
+pub(crate) const EXPORT_DOWNLOADS: &str = "export_downloads";
+
 /// The version byte written in front of every encoded value.
 const VALUE_FORMAT: u8 = 1;
 
