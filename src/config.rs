@@ -46,6 +46,8 @@ pub struct Config {
     pub log_filter: String,
     /// IANA zone for days, weeks and months of budgets and reports.
     pub time_zone: String,
+    /// How long finished exports (records and files) are kept.
+    pub export_retention: Duration,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             default_cooldown: Duration::from_secs(60),
             log_filter: "info".into(),
             time_zone: "UTC".into(),
+            export_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -109,6 +112,7 @@ pub struct FileConfig {
     pub default_cooldown_secs: Option<u64>,
     pub log: Option<String>,
     pub time_zone: Option<String>,
+    pub export_retention_secs: Option<u64>,
 }
 
 /// Command-line values that override everything else.
@@ -286,6 +290,9 @@ impl Config {
         }
         if let Some(v) = f.time_zone {
             self.time_zone = v;
+        }
+        if let Some(v) = f.export_retention_secs {
+            self.export_retention = secs(v.max(60));
         }
     }
 

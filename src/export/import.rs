@@ -84,12 +84,10 @@ pub fn parse(text: &str) -> Result<Vec<MigrationKey>, ImportError> {
             if line.trim().is_empty() {
                 continue;
             }
-            out.push(
-                serde_json::from_str(line).map_err(|e| ImportError::Parse {
-                    record: i + 1,
-                    message: format!("not JSON: {e}"),
-                })?,
-            );
+            out.push(serde_json::from_str(line).map_err(|e| ImportError::Parse {
+                record: i + 1,
+                message: format!("not JSON: {e}"),
+            })?);
         }
         out
     };

@@ -51,6 +51,60 @@ pub enum Masking {
     Pseudonym,
 }
 
+/// Usage periods by name, resolved in a time zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeriodPreset {
+    Today,
+    ThisMonth,
+    LastMonth,
+    Last7Days,
+    Last30Days,
+}
+
+impl PeriodPreset {
+    /// Parses `today`, `this_month`, `last_month`, `last_7_days`,
+    /// `last_30_days`; `lifetime` is `Ok(None)`.
+    pub fn parse(s: &str) -> Result<Option<PeriodPreset>, String> {
+        Ok(Some(
+            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "lifetime" => return Ok(None),
+                "today" => PeriodPreset::Today,
+                "this_month" => PeriodPreset::ThisMonth,
+                "last_month" => PeriodPreset::LastMonth,
+                "last_7_days" => PeriodPreset::Last7Days,
+                "last_30_days" => PeriodPreset::Last30Days,
+                other => return Err(format!("unknown usage period {other:?}")),
+            },
+        ))
+    }
+
+    /// `[from, to)` of the period in `tz` as of `now`.
+    pub fn range(
+        self,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        use chrono::{Datelike, TimeZone};
+        let local = now.with_timezone(&tz).date_naive();
+        let start_of = |d: chrono::NaiveDate| {
+            tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let month_start = local.with_day(1)?;
+        match self {
+            PeriodPreset::Today => Some((start_of(local)?, now)),
+            PeriodPreset::ThisMonth => Some((start_of(month_start)?, now)),
+            PeriodPreset::LastMonth => {
+                let prev = month_start.pred_opt()?.with_day(1)?;
+                Some((start_of(prev)?, start_of(month_start)?))
+            }
+            PeriodPreset::Last7Days => Some((now - chrono::Duration::days(7), now)),
+            PeriodPreset::Last30Days => Some((now - chrono::Duration::days(30), now)),
+        }
+    }
+}
+
 /// What one export asks for. Stored with the job record (as JSON), so it is
 /// plain data: the usage period is already resolved to instants.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,8 +164,8 @@ impl ExportSpec {
         // Unknown fields are found by the schema; check them now rather
         // than after the first pass over the store.
         if let Some(fields) = &self.fields {
-            let rows = KeyRows::new(self.row_options(Vec::new()), None)
-                .map_err(|e| e.to_string())?;
+            let rows =
+                KeyRows::new(self.row_options(Vec::new()), None).map_err(|e| e.to_string())?;
             rows.schema().select(fields).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -322,7 +376,8 @@ fn run_standard<W: Write>(
             breakdown.clear();
             if by_model {
                 for m in store.key_models(k.id)? {
-                    let t = store.usage_total(&UsageSubject::KeyModel(k.id, m.clone()), spec.period)?;
+                    let t =
+                        store.usage_total(&UsageSubject::KeyModel(k.id, m.clone()), spec.period)?;
                     breakdown.push((m, t));
                 }
             }

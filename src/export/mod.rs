@@ -8,9 +8,9 @@
 //! `export`/`import` commands ([`cli`]).
 
 mod checks;
+pub mod cli;
 pub mod csv_safe;
 pub mod detectors;
-pub mod cli;
 pub mod format;
 pub mod import;
 pub mod jobs;

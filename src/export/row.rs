@@ -141,11 +141,9 @@ impl KeyRows {
         };
         out.push(Value::Text(Cow::Borrowed(kind)));
         out.push(id.map_or(Value::Null, |id| Value::Text(Cow::Owned(id))));
-        out.push(
-            usage
-                .binding_name
-                .map_or(Value::Null, |n| Value::Text(self.text(n).into_owned().into())),
-        );
+        out.push(usage.binding_name.map_or(Value::Null, |n| {
+            Value::Text(self.text(n).into_owned().into())
+        }));
         push_policy(&key.policy, out);
         push_usage(&usage.lifetime, out);
         if self.options.period {
@@ -198,7 +196,9 @@ fn json_text<T: serde::Serialize>(v: &T) -> Value<'static> {
 }
 
 fn money(v: Option<crate::domain::NanoUsd>) -> Value<'static> {
-    v.map_or(Value::Null, |m| Value::Decimal(Cow::Owned(m.to_decimal_string())))
+    v.map_or(Value::Null, |m| {
+        Value::Decimal(Cow::Owned(m.to_decimal_string()))
+    })
 }
 
 fn push_policy(p: &crate::limits::KeyPolicy, out: &mut Vec<Value<'_>>) {
@@ -244,10 +244,9 @@ fn push_policy(p: &crate::limits::KeyPolicy, out: &mut Vec<Value<'_>>) {
     out.push(money(b.monthly));
     out.push(money(b.total));
     out.push(money(b.family_weekly.as_ref().map(|f| f.limit)));
-    out.push(
-        b.time_zone
-            .map_or(Value::Null, |tz| Value::Text(Cow::Owned(tz.name().to_string()))),
-    );
+    out.push(b.time_zone.map_or(Value::Null, |tz| {
+        Value::Text(Cow::Owned(tz.name().to_string()))
+    }));
 }
 
 fn push_usage(t: &UsageTotals, out: &mut Vec<Value<'_>>) {

@@ -436,7 +436,11 @@ impl Exports {
 
     /// Cancels the job if it runs, then removes its record, file and tokens.
     pub fn delete(&self, id: ExportId) -> Result<(), ServiceError> {
-        let record = self.inner.store.get_export(id)?.ok_or(ServiceError::NotFound)?;
+        let record = self
+            .inner
+            .store
+            .get_export(id)?
+            .ok_or(ServiceError::NotFound)?;
         if let Some(live) = self.inner.live.lock().get(&id) {
             live.cancel.store(true, Ordering::Relaxed);
         }
@@ -453,10 +457,7 @@ impl Exports {
 
     /// A one-time download token for a completed job, valid for
     /// [`DOWNLOAD_TOKEN_TTL`]; only its hash is stored.
-    pub fn create_download(
-        &self,
-        id: ExportId,
-    ) -> Result<(String, DateTime<Utc>), ServiceError> {
+    pub fn create_download(&self, id: ExportId) -> Result<(String, DateTime<Utc>), ServiceError> {
         let r = self.get(id)?.ok_or(ServiceError::NotFound)?;
         if r.state != ExportState::Completed || r.file_name.is_none() {
             return Err(ServiceError::Conflict(

@@ -31,6 +31,8 @@ pub(crate) struct Services {
     pub writes: tokio::sync::Mutex<()>,
     pub limits: crate::limits::Limits,
     pub balancer: crate::balancer::Balancer,
+    /// Export jobs (`None` if the export service could not start).
+    pub exports: Option<crate::export::service::Exports>,
 }
 
 impl Services {
@@ -45,6 +47,7 @@ impl Services {
             config,
             limits,
             balancer,
+            exports: None,
             throttle: LoginThrottle::new(),
             writes: tokio::sync::Mutex::new(()),
         }

@@ -147,6 +147,23 @@ pub struct ApiKeyFilter {
 }
 
 impl ApiKeyFilter {
+    /// The store's filter for this input (exports and other batch readers).
+    /// `time_zone` resolves calendar-relative criteria; none exist yet.
+    pub fn to_key_filter(
+        &self,
+        _time_zone: chrono_tz::Tz,
+    ) -> Result<crate::store::KeyFilter, GqlError> {
+        Ok(crate::store::KeyFilter {
+            statuses: self
+                .status
+                .as_ref()
+                .map(|list| list.iter().map(|s| KeyStatus::from(*s)).collect()),
+            tags: self.tag.iter().map(|t| t.trim().to_string()).collect(),
+            search: self.search.clone(),
+            ..crate::store::KeyFilter::default()
+        })
+    }
+
     fn matches(&self, k: &ApiKey) -> bool {
         let status_ok = match &self.status {
             Some(list) => list.iter().any(|s| KeyStatus::from(*s) == k.status),

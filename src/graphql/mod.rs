@@ -6,7 +6,8 @@
 //! Layout: `http` (transport, auth header, timeout), `auth` (sessions,
 //! roles, passwords, throttling), `bootstrap` (first admin), `session`,
 //! `keys`, `accounts` (resolvers), `usage`, `types`, `scalars`,
-//! `connection` (pagination), `validate` (input checks), `error` (`GqlError`).
+//! `connection` (pagination), `validate` (input checks), `error` (`GqlError`),
+//! `exports` (export jobs, imports and the download route).
 
 mod accounts;
 mod auth;
@@ -14,6 +15,7 @@ mod balancer;
 mod bootstrap;
 mod connection;
 mod error;
+mod exports;
 mod http;
 mod keys;
 mod routing;
@@ -28,7 +30,7 @@ pub use error::GqlError;
 
 use crate::config::Config;
 use crate::store::Store;
-use async_graphql::{MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
@@ -42,16 +44,34 @@ pub struct AdminState {
     pub limits: crate::limits::Limits,
     /// Live balancer state (for stats); read-only here.
     pub balancer: crate::balancer::Balancer,
+    /// Export jobs; `None` leaves the export API answering INTERNAL.
+    pub exports: Option<crate::export::service::Exports>,
 }
 
 impl AdminState {
-    /// An admin API over `store` with fresh (empty) live state, for tools and tests.
+    /// An admin API over `store` with fresh (empty) live state, for tools
+    /// and tests. Its export jobs run on their own task tracker.
     pub fn new(store: Store, config: Arc<Config>) -> AdminState {
+        let exports = match crate::export::service::Exports::start(
+            store.clone(),
+            &config.data_dir,
+            config.export_retention,
+            &config.key_prefix,
+            &tokio_util::task::TaskTracker::new(),
+            tokio_util::sync::CancellationToken::new(),
+        ) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::error!(error = %e, "export service did not start");
+                None
+            }
+        };
         AdminState {
             store,
             config,
             limits: crate::limits::Limits::new(chrono_tz::UTC),
             balancer: crate::balancer::Balancer::default(),
+            exports,
         }
     }
 }
@@ -64,6 +84,7 @@ pub struct Query(
     usage::UsageQuery,
     routing::RoutingQuery,
     balancer::BalancerQuery,
+    exports::ExportQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -72,9 +93,13 @@ pub struct Mutation(
     keys::KeyMutation,
     accounts::AccountMutation,
     routing::RoutingMutation,
+    exports::ExportMutation,
 );
 
-pub type AdminSchema = Schema<Query, Mutation, balancer::Subscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(balancer::Subscription, exports::ExportSubscription);
+
+pub type AdminSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deep enough for GraphiQL's introspection query, shallow enough to stop abuse.
 const MAX_DEPTH: usize = 16;
@@ -86,7 +111,7 @@ fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
     let builder = Schema::build(
         Query::default(),
         Mutation::default(),
-        balancer::Subscription,
+        Subscription::default(),
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
@@ -103,23 +128,25 @@ fn build_schema(services: Option<Arc<auth::Services>>) -> AdminSchema {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so login throttling
 /// also counts per client address.
 pub fn router(state: AdminState) -> Router {
-    let services = Arc::new(auth::Services::new(
-        state.store,
-        state.config,
-        state.limits,
-        state.balancer,
-    ));
+    let downloads = state.exports.clone().map(exports::router);
+    let mut services = auth::Services::new(state.store, state.config, state.limits, state.balancer);
+    services.exports = state.exports;
+    let services = Arc::new(services);
     let app = http::HttpState {
         schema: build_schema(Some(services.clone())),
         services,
     };
-    Router::new()
+    let router = Router::new()
         .route("/graphql", get(http::graphql_get).post(http::graphql_post))
         .route("/graphql/ws", get(http::graphql_ws))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
-        .with_state(app)
+        .with_state(app);
+    match downloads {
+        Some(d) => router.merge(d),
+        None => router,
+    }
 }
 
 /// The SDL of the schema, for the schema test and schema/schema.graphql.

@@ -128,7 +128,8 @@ impl Store {
         let mut pruned = 0;
         for entry in self.inner.export_downloads.iter() {
             let (k, v) = entry?;
-            let expired = decode::<DownloadGrant>(&v, WHAT_GRANT).map_or(true, |g| g.expires_at <= now);
+            let expired =
+                decode::<DownloadGrant>(&v, WHAT_GRANT).map_or(true, |g| g.expires_at <= now);
             if expired {
                 self.inner.export_downloads.remove(k)?;
                 pruned += 1;
