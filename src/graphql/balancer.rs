@@ -181,10 +181,10 @@ impl BalancerQuery {
 }
 
 #[derive(Default)]
-pub struct Subscription;
+pub struct BalancerSubscription;
 
 #[Subscription]
-impl Subscription {
+impl BalancerSubscription {
     /// `balancerStats` pushed every second.
     async fn balancer_stats(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = BalancerStats>> {
         require_admin(ctx)?;

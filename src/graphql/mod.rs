@@ -97,7 +97,7 @@ pub struct Mutation(
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(balancer::Subscription, exports::ExportSubscription);
+pub struct Subscription(balancer::BalancerSubscription, exports::ExportSubscription);
 
 pub type AdminSchema = Schema<Query, Mutation, Subscription>;
 
