@@ -93,10 +93,15 @@ pub enum ExportUsagePeriod {
     /// No period block: lifetime totals only.
     #[default]
     Lifetime,
+    /// Since midnight.
     Today,
+    /// Since the first of this month.
     ThisMonth,
+    /// The whole previous calendar month.
     LastMonth,
+    /// The last 7 × 24 hours.
     Last7Days,
+    /// The last 30 × 24 hours.
     Last30Days,
 }
 
@@ -105,6 +110,7 @@ pub enum ExportUsagePeriod {
 pub enum ExportState {
     /// Waiting for the export pool.
     Queued,
+    /// Writing rows.
     Running,
     /// The file is ready to download.
     Completed,
@@ -138,15 +144,19 @@ impl ExportNode {
 /// An export job of relay keys: its state, counts and file.
 #[Object(name = "Export")]
 impl ExportNode {
+    /// The job's id.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Where the job is.
     async fn state(&self) -> ExportState {
         self.0.state.into()
     }
+    /// The file's format.
     async fn format(&self) -> Option<ExportFormat> {
         self.spec().map(|s| s.format.into())
     }
+    /// STANDARD or MIGRATION.
     async fn variant(&self) -> Option<ExportVariant> {
         self.spec().map(|s| match s.variant {
             Variant::Standard => ExportVariant::Standard,
@@ -177,12 +187,15 @@ impl ExportNode {
     async fn file_name(&self) -> Option<&str> {
         self.0.file_name.as_deref()
     }
+    /// When it was requested.
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
     }
+    /// When it left the queue.
     async fn started_at(&self) -> Option<DateTime> {
         self.0.started_at.map(DateTime)
     }
+    /// When it reached a terminal state.
     async fn finished_at(&self) -> Option<DateTime> {
         self.0.finished_at.map(DateTime)
     }
@@ -192,40 +205,52 @@ impl ExportNode {
     }
 }
 
+/// One export job in a page.
 #[derive(SimpleObject)]
 pub struct ExportEdge {
+    /// Opaque position, for `after`.
     pub cursor: String,
+    /// The job.
     pub node: ExportNode,
 }
 
 /// Export jobs, newest first.
 #[derive(SimpleObject)]
 pub struct ExportConnection {
+    /// Jobs in total, across pages.
     pub total_count: usize,
+    /// This page's jobs.
     pub edges: Vec<ExportEdge>,
+    /// Where this page is.
     pub page_info: PageInfo,
 }
 
 /// What to export.
 #[derive(InputObject)]
 pub struct StartExportInput {
+    /// JSON, NDJSON or CSV.
     pub format: ExportFormat,
+    /// STANDARD (default) or MIGRATION (OWNER only).
     #[graphql(default)]
     pub variant: ExportVariant,
     /// The keys: the same filter as `apiKeys`.
     pub filter: Option<ApiKeyFilter>,
     /// Columns or column groups to keep (e.g. `name`, `usage.period`,
-    /// `budgets`); all when absent. STANDARD only.
+    /// `budgets`); all when absent. STANDARD only. Unknown names are
+    /// refused.
     pub fields: Option<Vec<String>>,
     /// The `usage.period` block; `usageFrom`/`usageTo` override it.
     #[graphql(default)]
     pub usage_period: ExportUsagePeriod,
     /// Start of a custom usage period (with `usageTo`, else now).
     pub usage_from: Option<DateTime>,
+    /// End (exclusive) of a custom usage period; now when absent.
     pub usage_to: Option<DateTime>,
     /// Add the per-model breakdown of the period.
     #[graphql(default)]
     pub by_model: bool,
+    /// How free text is masked (default PARTIAL; a MIGRATION export is
+    /// never masked).
     #[graphql(default)]
     pub masking: ExportMasking,
     /// Start CSV with a UTF-8 byte order mark (for Excel).
@@ -233,35 +258,47 @@ pub struct StartExportInput {
     pub csv_bom: bool,
 }
 
+/// The started job.
 #[derive(SimpleObject)]
 pub struct StartExportPayload {
     /// The new job's id (also `export.id`).
     pub id: ID,
+    /// The job as recorded (QUEUED).
     pub export: ExportNode,
 }
 
+/// Which export to cancel.
 #[derive(InputObject)]
 pub struct CancelExportInput {
+    /// The job's id.
     pub id: ID,
 }
 
+/// The job after the request (it reaches CANCELLED within one batch).
 #[derive(SimpleObject)]
 pub struct CancelExportPayload {
+    /// The job.
     pub export: ExportNode,
 }
 
+/// Which export to delete.
 #[derive(InputObject)]
 pub struct DeleteExportInput {
+    /// The job's id.
     pub id: ID,
 }
 
+/// The deleted job.
 #[derive(SimpleObject)]
 pub struct DeleteExportPayload {
+    /// The id of the job that was removed.
     pub deleted_id: ID,
 }
 
+/// Which export to download.
 #[derive(InputObject)]
 pub struct CreateExportDownloadInput {
+    /// A COMPLETED job's id.
     pub id: ID,
 }
 
@@ -270,9 +307,11 @@ pub struct CreateExportDownloadInput {
 pub struct CreateExportDownloadPayload {
     /// Path of the download on this server: `/exports/download/<token>`.
     pub url: String,
+    /// After this instant the link no longer works.
     pub expires_at: DateTime,
 }
 
+/// Keys to import.
 #[derive(InputObject)]
 pub struct ImportApiKeysInput {
     /// The content of a MIGRATION export (JSON array or NDJSON). Bodies are
@@ -286,8 +325,11 @@ pub struct ImportApiKeysInput {
 /// What happened to one imported key.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
 pub enum ImportOutcome {
+    /// New on this instance.
     Created,
+    /// Settings changed to the file's.
     Updated,
+    /// Already as in the file.
     Unchanged,
     /// Not imported: another key has its secret or its name.
     Conflict,
@@ -296,8 +338,11 @@ pub enum ImportOutcome {
 /// One imported key with a change, a conflict or an unresolved binding.
 #[derive(SimpleObject)]
 pub struct ImportApiKeysItem {
+    /// The key's id (the same on both instances).
     pub id: ID,
+    /// The key's name.
     pub name: String,
+    /// What happened to it.
     pub outcome: ImportOutcome,
     /// Why (conflicts) or which binding was unresolved.
     pub message: Option<String>,
@@ -306,10 +351,15 @@ pub struct ImportApiKeysItem {
 /// The result of an import (or, with `dryRun`, what it would be).
 #[derive(SimpleObject)]
 pub struct ImportApiKeysPayload {
+    /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
+    /// Keys new to this instance.
     pub created: u64,
+    /// Keys whose settings changed.
     pub updated: u64,
+    /// Keys already as in the file.
     pub unchanged: u64,
+    /// Keys not imported (see `items`).
     pub conflicts: u64,
     /// Keys whose account or group does not exist here (imported unbound).
     pub unresolved_bindings: u64,
@@ -348,10 +398,15 @@ impl From<import::ImportReport> for ImportApiKeysPayload {
 /// One progress event of a running export.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ExportProgress {
+    /// The job's id.
     pub id: ID,
+    /// Where the job is; the last event's state is terminal.
     pub state: ExportState,
+    /// Keys written so far.
     pub processed: u64,
+    /// Keys matching the filter.
     pub total: u64,
+    /// Bytes written so far.
     pub bytes: u64,
     /// Keys per second since the job started.
     pub rate: f64,
