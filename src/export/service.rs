@@ -527,3 +527,80 @@ pub fn pseudonym_key(store: &Store) -> Result<PseudonymKey, crate::store::Error>
     store.put_state_quiet(PSEUDONYM_STATE, &hex::encode(bytes))?;
     Ok(PseudonymKey::from_bytes(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::format::Format;
+    use crate::store::StoreOptions;
+
+    fn open(dir: &Path) -> Store {
+        Store::open(&StoreOptions {
+            data_dir: dir.to_path_buf(),
+            master_key: Some("22".repeat(32)),
+            master_key_file: dir.join("master.key"),
+            cache_capacity_bytes: 8 << 20,
+        })
+        .expect("store")
+    }
+
+    async fn finished(exports: &Exports, id: ExportId) -> ExportRecord {
+        for _ in 0..500 {
+            let r = exports.get(id).expect("get").expect("record");
+            if r.state.is_terminal() && exports.watch(id).is_none() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("export never finished");
+    }
+
+    #[tokio::test]
+    async fn tokens_expire_and_retention_removes_files_and_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let exports = Exports::start(
+            store.clone(),
+            dir.path(),
+            Duration::from_secs(3600),
+            "cr_",
+            &TaskTracker::new(),
+            CancellationToken::new(),
+        )
+        .expect("start");
+        let r = exports
+            .start_job(ExportSpec::new(Format::Ndjson), "owner")
+            .expect("job");
+        let done = finished(&exports, r.id).await;
+        assert_eq!(done.state, ExportState::Completed);
+        let name = done.file_name.clone().expect("file");
+        let file = exports.final_path(r.id, &name);
+        assert!(file.exists());
+
+        // An expired grant is refused even though it was never used.
+        let (token, _) = exports.create_download(r.id).expect("token");
+        store
+            .put_download_grant(
+                &sha256_hex(&token),
+                &DownloadGrant {
+                    export_id: r.id,
+                    expires_at: Utc::now() - chrono::Duration::seconds(1),
+                },
+            )
+            .expect("grant");
+        assert!(exports.redeem(&token).expect("redeem").is_none());
+        let (token, _) = exports.create_download(r.id).expect("token");
+        assert!(exports.redeem(&token).expect("redeem").is_some());
+        assert!(exports.redeem(&token).expect("redeem").is_none());
+
+        assert_eq!(exports.sweep(Utc::now()).expect("sweep"), 0);
+        assert_eq!(
+            exports
+                .sweep(Utc::now() + chrono::Duration::hours(2))
+                .expect("sweep"),
+            1
+        );
+        assert!(!file.exists());
+        assert!(store.get_export(r.id).expect("get").is_none());
+    }
+}
