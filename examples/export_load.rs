@@ -8,7 +8,9 @@
 
 use claude_relay::app::App;
 use claude_relay::config::Config;
-use claude_relay::domain::{ApiKey, KeyBinding, KeyId, KeyStatus, NanoUsd, UsageSubject, UsageTotals};
+use claude_relay::domain::{
+    ApiKey, KeyBinding, KeyId, KeyStatus, NanoUsd, UsageSubject, UsageTotals,
+};
 use claude_relay::export::format::Format;
 use claude_relay::export::jobs::{ExportSpec, PeriodPreset};
 use claude_relay::sim::SimUpstream;
@@ -167,14 +169,22 @@ async fn main() {
             policy: Default::default(),
         };
         app.store.create_key(&k).unwrap();
-        let t = UsageTotals { requests: 3, input_tokens: 100, billed_cost: NanoUsd(1000), ..Default::default() };
+        let t = UsageTotals {
+            requests: 3,
+            input_tokens: 100,
+            billed_cost: NanoUsd(1000),
+            ..Default::default()
+        };
         batch.hourly.push((UsageSubject::Key(k.id), now, t));
         if batch.hourly.len() >= 2000 {
             app.store.apply_usage(&std::mem::take(&mut batch)).unwrap();
         }
     }
     app.store.apply_usage(&batch).unwrap();
-    println!("populated {keys} keys in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "populated {keys} keys in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let exports = app.exports.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_url = format!("http://{}", listener.local_addr().unwrap());
@@ -190,12 +200,31 @@ async fn main() {
         })
         .to_string(),
     );
-    let headers = vec![("x-api-key", key), ("anthropic-version", "2023-06-01".into())];
+    let headers = vec![
+        ("x-api-key", key),
+        ("anthropic-version", "2023-06-01".into()),
+    ];
     let url = format!("{relay_url}/v1/messages");
     println!("concurrency {concurrency}, {seconds} s per run");
     // Warm-up, then the idle baseline.
-    let _ = drive(url.clone(), headers.clone(), body.clone(), concurrency, 2, false).await;
-    let idle = drive(url.clone(), headers.clone(), body.clone(), concurrency, seconds, false).await;
+    let _ = drive(
+        url.clone(),
+        headers.clone(),
+        body.clone(),
+        concurrency,
+        2,
+        false,
+    )
+    .await;
+    let idle = drive(
+        url.clone(),
+        headers.clone(),
+        body.clone(),
+        concurrency,
+        seconds,
+        false,
+    )
+    .await;
     report("idle", &idle);
 
     // Exports back to back for the whole measured run.

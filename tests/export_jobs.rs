@@ -130,7 +130,7 @@ fn stored_key(name: &str, i: u64) -> ApiKey {
         key_hash: format!("{i:064x}"),
         display_prefix: "cr_abcd…wxyz".into(),
         status: KeyStatus::Active,
-        tags: if i % 2 == 0 {
+        tags: if i.is_multiple_of(2) {
             vec!["even".into()]
         } else {
             vec![]
@@ -357,10 +357,10 @@ async fn filters_select_the_same_keys_as_the_key_list() {
     let token = h.owner_token().await;
     for i in 0..30u64 {
         let mut k = stored_key(&format!("k{i:02}"), i);
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             k.status = KeyStatus::Disabled;
         }
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             k.tags.push("prod".into());
         }
         h.store.create_key(&k).unwrap();

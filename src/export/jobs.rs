@@ -308,16 +308,14 @@ impl BindingNames {
         Ok(match binding {
             KeyBinding::None => None,
             KeyBinding::Account(id) => {
-                if !self.accounts.contains_key(&id) {
-                    let name = store.get_account(id)?.map(|a| a.name);
-                    self.accounts.insert(id, name);
+                if let std::collections::hash_map::Entry::Vacant(e) = self.accounts.entry(id) {
+                    e.insert(store.get_account(id)?.map(|a| a.name));
                 }
                 self.accounts.get(&id).and_then(|n| n.as_deref())
             }
             KeyBinding::Group(id) => {
-                if !self.groups.contains_key(&id) {
-                    let name = store.get_group(id)?.map(|g| g.name);
-                    self.groups.insert(id, name);
+                if let std::collections::hash_map::Entry::Vacant(e) = self.groups.entry(id) {
+                    e.insert(store.get_group(id)?.map(|g| g.name));
                 }
                 self.groups.get(&id).and_then(|n| n.as_deref())
             }
