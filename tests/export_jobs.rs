@@ -890,3 +890,39 @@ async fn offline_cli_exports_a_stopped_store_and_refuses_a_locked_one() {
     .unwrap();
     assert!(store.key_by_hash(&format!("{:064x}", 7)).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn the_cli_exports_through_a_running_server() {
+    let relay = TestRelay::start().await;
+    for i in 0..5 {
+        relay.add_key(&format!("online-{i}")).await;
+    }
+    let out = relay.data_dir.path().join("online.json");
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_claude-relay"))
+        .args([
+            "export",
+            "keys",
+            "--server",
+            &relay.base_url,
+            "--format",
+            "json",
+        ])
+        .args([
+            "--filter",
+            "search=online-",
+            "--usage-period",
+            "this_month",
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env("RELAY_ADMIN_TOKEN", &relay.admin_token)
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["usage"]["period"]["requests"] == 0));
+    assert!(!relay.data_dir.path().join("online.json.partial").exists());
+}
