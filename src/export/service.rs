@@ -276,11 +276,26 @@ impl Exports {
             let spec2 = spec.clone();
             let tx2 = tx.clone();
             let cancel2 = cancel.clone();
-            // Store reads and encoding are blocking work: keep them off the
-            // async workers that serve relay traffic.
-            tokio::task::spawn_blocking(move || me.write_file(id, &spec2, &cancel2, &tx2))
-                .await
-                .unwrap_or_else(|e| Err(RunError::Invalid(format!("export task failed: {e}"))))
+            // Store reads and encoding are blocking work: a thread of its
+            // own, at a lower priority, so the async workers that serve
+            // relay traffic win the cores when both are busy.
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let spawned = std::thread::Builder::new()
+                .name("export".into())
+                .spawn(move || {
+                    lower_priority();
+                    let _ = done_tx.send(me.write_file(id, &spec2, &cancel2, &tx2));
+                });
+            match spawned {
+                Ok(_) => done_rx.await.unwrap_or_else(|_| {
+                    Err(RunError::Invalid(
+                        "the export thread ended without a result".into(),
+                    ))
+                }),
+                Err(e) => Err(RunError::Invalid(format!(
+                    "cannot start the export thread: {e}"
+                ))),
+            }
         };
         drop(permit);
         let now = Utc::now();
@@ -500,6 +515,20 @@ impl Exports {
             file_name: name.clone(),
             content_type: spec.format.content_type(),
         }))
+    }
+}
+
+/// Lowers the calling thread's CPU priority (nice 10). Linux's
+/// `setpriority` on a thread id changes that thread only.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; no memory
+    // is shared with them.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            tracing::debug!("cannot lower the export thread's priority");
+        }
     }
 }
 
