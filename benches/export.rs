@@ -83,6 +83,7 @@ fn run(format: Format, keys: u64, rows: &KeyRows) {
             lifetime: totals(i, 12),
             period: Some(totals(i, 1)),
             by_model: &[],
+            binding_name: None,
         };
         w.write(&rows.row(&k, usage)).unwrap();
     }

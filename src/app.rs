@@ -40,6 +40,8 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("invalid time zone: {0}")]
     TimeZone(String),
+    #[error("export service: {0}")]
+    Exports(#[from] crate::export::service::ServiceError),
 }
 
 /// The running relay's services. Not `Clone`: one owner, so it is clear where
@@ -48,6 +50,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub store: Store,
     pub relay: RelayState,
+    pub exports: crate::export::service::Exports,
     tracker: TaskTracker,
     token: CancellationToken,
 }
@@ -131,6 +134,14 @@ impl App {
             limits: limits.clone(),
         };
         restore_sticky(&store, &balancer);
+        let exports = crate::export::service::Exports::start(
+            store.clone(),
+            &config.data_dir,
+            config.export_retention,
+            &config.key_prefix,
+            &tracker,
+            token.clone(),
+        )?;
         tracker.spawn(checkpoint_limits(
             store.clone(),
             limits,
@@ -141,6 +152,7 @@ impl App {
             config,
             store,
             relay,
+            exports,
             tracker,
             token,
         })
@@ -155,6 +167,7 @@ impl App {
             balancer: self.relay.balancer.clone(),
             usage: Some(self.relay.usage.clone()),
             pricing: self.relay.pricing.clone(),
+            exports: Some(self.exports.clone()),
         };
         let health = Router::new()
             .route(

@@ -58,6 +58,8 @@ pub struct Config {
     /// (admin login throttling and the audit log's client address). Empty:
     /// the peer address is the client address.
     pub trusted_proxies: Vec<Cidr>,
+    /// How long finished exports (records and files) are kept.
+    pub export_retention: Duration,
 }
 
 /// The admin API's guard rails (TOML table `[graphql]`).
@@ -192,6 +194,7 @@ impl Default for Config {
             image_fetch_timeout: Duration::from_secs(10),
             graphql: GraphqlConfig::default(),
             trusted_proxies: Vec::new(),
+            export_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -227,6 +230,7 @@ pub struct FileConfig {
     pub image_fetch_timeout_secs: Option<u64>,
     pub trusted_proxies: Option<Vec<Cidr>>,
     pub graphql: Option<FileGraphqlConfig>,
+    pub export_retention_secs: Option<u64>,
 }
 
 /// `[graphql]` in the TOML file.
@@ -480,6 +484,9 @@ impl Config {
         }
         if let Some(v) = f.time_zone {
             self.time_zone = v;
+        }
+        if let Some(v) = f.export_retention_secs {
+            self.export_retention = secs(v.max(60));
         }
         if let Some(v) = f.fetch_image_urls {
             self.fetch_image_urls = v;

@@ -1,5 +1,7 @@
 //! The `claude-relay` command: `serve` runs the relay, `demo` runs it in front
-//! of the built-in simulated upstream. The only place for anyhow and exit codes.
+//! of the built-in simulated upstream, `export keys` / `import keys` move
+//! keys in and out (offline or through a server). The only place for anyhow
+//! and exit codes.
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro)]
 
@@ -62,6 +64,34 @@ enum Command {
         #[command(flatten)]
         target: ServeArgs,
     },
+    /// Export data (offline on a stopped data dir, or through --server).
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Import data into a stopped data dir.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Export relay keys with their settings and usage.
+    Keys {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        args: claude_relay::export::cli::ExportKeysArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import the keys of a MIGRATION export (idempotent).
+    Keys {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        args: claude_relay::export::cli::ImportKeysArgs,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +122,8 @@ fn main() -> anyhow::Result<()> {
                 };
                 import_redis(opts, target).await
             }
+            Command::Export(ExportCommand::Keys { serve, args }) => export_keys(serve, args).await,
+            Command::Import(ImportCommand::Keys { serve, args }) => import_keys(serve, args).await,
         }
     })
 }
@@ -190,6 +222,52 @@ async fn import_redis(
     progress.finish();
     let report = result.context("import failed")?;
     println!("{report}");
+    Ok(())
+}
+
+async fn export_keys(
+    serve: ServeArgs,
+    args: claude_relay::export::cli::ExportKeysArgs,
+) -> anyhow::Result<()> {
+    use claude_relay::export::cli;
+    let progress = match (&args.server, &args.token) {
+        (Some(server), Some(token)) => cli::export_online(&args, server, token).await?,
+        _ => {
+            let config = Config::load(&FlagOverrides {
+                config_file: serve.config.clone(),
+                listen: serve.listen,
+                data_dir: serve.data_dir.clone(),
+            })?;
+            tokio::task::spawn_blocking(move || cli::export_offline(&config, &args))
+                .await
+                .context("export task failed")??
+        }
+    };
+    eprintln!(
+        "exported {} keys ({} bytes)",
+        progress.processed, progress.bytes
+    );
+    Ok(())
+}
+
+async fn import_keys(
+    serve: ServeArgs,
+    args: claude_relay::export::cli::ImportKeysArgs,
+) -> anyhow::Result<()> {
+    let config = Config::load(&FlagOverrides {
+        config_file: serve.config.clone(),
+        listen: serve.listen,
+        data_dir: serve.data_dir.clone(),
+    })?;
+    let report = tokio::task::spawn_blocking(move || {
+        claude_relay::export::cli::import_offline(&config, &args)
+    })
+    .await
+    .context("import task failed")??;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.conflicts > 0 {
+        anyhow::bail!("{} keys were not imported (conflicts)", report.conflicts);
+    }
     Ok(())
 }
 

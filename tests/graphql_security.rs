@@ -22,6 +22,7 @@ const OWNER_ONLY: &[&str] = &[
     "deleteAdmin",
     "resetAdminPassword",
     "importRedis",
+    "importApiKeys",
 ];
 
 const TYPE_REF: &str =

@@ -10,8 +10,9 @@
 //!
 //! Columns, in order: `id`, `name`, `description`, `tags`, `status`,
 //! `created_at`, `updated_at`, `last_used_at`, `expires_at`,
-//! `display_prefix`, `cost_multiplier`, `binding.kind`, `binding.id`, then
-//! `usage.lifetime.*`, `usage.period.*` (with a period), and the per-model
+//! `display_prefix`, `cost_multiplier`, `binding.kind`, `binding.id`,
+//! `binding.name`, the policy flattened into `limits.*` and `budgets.*`
+//! (see [`POLICY_COLUMNS`]), then `usage.lifetime.*`, `usage.period.*` (with a period), and the per-model
 //! breakdown `usage.<period|lifetime>.by_model.<model>.*` of the chosen
 //! period (lifetime without one). Each usage block has the fields of
 //! [`USAGE_FIELDS`].
@@ -39,6 +40,27 @@ pub const USAGE_FIELDS: [&str; 12] = [
     "estimated_requests",
 ];
 
+/// The policy columns, flattened so CSV has one cell each. Money is USD
+/// decimal text, absent limits are empty (null in JSON). Structured rules
+/// (expiry, model rule, rate windows, clients) are compact JSON text in
+/// one cell: readable in a spreadsheet and exact. A migration export
+/// carries the policy itself instead (`export::jobs`).
+pub const POLICY_COLUMNS: [&str; 13] = [
+    "limits.expiry",
+    "limits.rate_windows",
+    "limits.max_in_flight",
+    "limits.max_queued",
+    "limits.models",
+    "limits.clients",
+    "limits.permissions",
+    "budgets.daily_usd",
+    "budgets.weekly_usd",
+    "budgets.monthly_usd",
+    "budgets.total_usd",
+    "budgets.family_weekly_usd",
+    "budgets.time_zone",
+];
+
 /// Which usage columns an export has.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyRowOptions {
@@ -59,6 +81,8 @@ pub struct KeyUsage<'u> {
     /// Totals per model of the chosen period, in any order; models not
     /// listed here are zero, models not in the options are left out.
     pub by_model: &'u [(String, UsageTotals)],
+    /// Name of the account or group the key is bound to, when known.
+    pub binding_name: Option<&'u str>,
 }
 
 /// Builds key rows of one export: the schema once, values per key.
@@ -117,6 +141,10 @@ impl KeyRows {
         };
         out.push(Value::Text(Cow::Borrowed(kind)));
         out.push(id.map_or(Value::Null, |id| Value::Text(Cow::Owned(id))));
+        out.push(usage.binding_name.map_or(Value::Null, |n| {
+            Value::Text(self.text(n).into_owned().into())
+        }));
+        push_policy(&key.policy, out);
         push_usage(&usage.lifetime, out);
         if self.options.period {
             push_usage(&usage.period.unwrap_or_default(), out);
@@ -159,6 +187,66 @@ fn status_name(s: KeyStatus) -> &'static str {
         KeyStatus::Disabled => "DISABLED",
         KeyStatus::Deleted => "DELETED",
     }
+}
+
+/// Compact JSON of a policy part; serialising plain data cannot fail, and
+/// if it ever did an empty cell is better than a failed export.
+fn json_text<T: serde::Serialize>(v: &T) -> Value<'static> {
+    Value::Text(Cow::Owned(serde_json::to_string(v).unwrap_or_default()))
+}
+
+fn money(v: Option<crate::domain::NanoUsd>) -> Value<'static> {
+    v.map_or(Value::Null, |m| {
+        Value::Decimal(Cow::Owned(m.to_decimal_string()))
+    })
+}
+
+fn push_policy(p: &crate::limits::KeyPolicy, out: &mut Vec<Value<'_>>) {
+    use crate::limits::{Expiry, ModelRule};
+    out.push(match p.expiry {
+        Expiry::Never => Value::Null,
+        e => json_text(&e),
+    });
+    out.push(if p.rate_windows.is_empty() {
+        Value::Null
+    } else {
+        json_text(&p.rate_windows)
+    });
+    out.push(
+        p.concurrency
+            .as_ref()
+            .map_or(Value::Null, |c| Value::UInt(u64::from(c.max_in_flight))),
+    );
+    out.push(
+        p.concurrency
+            .as_ref()
+            .and_then(|c| c.queue.as_ref())
+            .map_or(Value::Null, |q| Value::UInt(u64::from(q.max_queued))),
+    );
+    out.push(match &p.models {
+        ModelRule::Any => Value::Null,
+        rule => json_text(rule),
+    });
+    out.push(if p.clients.is_empty() {
+        Value::Null
+    } else {
+        json_text(&p.clients)
+    });
+    out.push(Value::List(
+        p.permissions
+            .iter()
+            .map(|f| Value::Text(Cow::Borrowed(f.as_str())))
+            .collect(),
+    ));
+    let b = &p.budgets;
+    out.push(money(b.daily));
+    out.push(money(b.weekly));
+    out.push(money(b.monthly));
+    out.push(money(b.total));
+    out.push(money(b.family_weekly.as_ref().map(|f| f.limit)));
+    out.push(b.time_zone.map_or(Value::Null, |tz| {
+        Value::Text(Cow::Owned(tz.name().to_string()))
+    }));
 }
 
 fn push_usage(t: &UsageTotals, out: &mut Vec<Value<'_>>) {
@@ -206,8 +294,10 @@ fn columns(options: &KeyRowOptions) -> Vec<Column> {
         "cost_multiplier",
         "binding.kind",
         "binding.id",
+        "binding.name",
     ]
     .into_iter()
+    .chain(POLICY_COLUMNS)
     .map(Column::parse)
     .collect();
     usage_columns(&[key("usage"), key("lifetime")], &mut cols);
@@ -247,7 +337,17 @@ mod tests {
             expires_at: Some(t),
             cost_multiplier: 1.25,
             binding: KeyBinding::Account(AccountId::generate()),
-            policy: Default::default(),
+            policy: crate::limits::KeyPolicy {
+                budgets: crate::limits::Budgets {
+                    monthly: Some(NanoUsd(12_500_000_000)),
+                    ..Default::default()
+                },
+                concurrency: Some(crate::limits::ConcurrencyLimit {
+                    max_in_flight: 3,
+                    queue: None,
+                }),
+                ..Default::default()
+            },
         }
     }
 
@@ -281,6 +381,7 @@ mod tests {
             lifetime: totals(10, 123_450_000),
             period: Some(totals(3, 2_000_000_000)),
             by_model: &by_model,
+            binding_name: Some("primary"),
         };
         let mut w =
             Writer::new(Vec::new(), rows.schema(), &WriterOptions::new(Format::Json)).unwrap();
@@ -301,6 +402,10 @@ mod tests {
         assert_eq!(r["display_prefix"], "cr_1a2b…9f0e");
         assert_eq!(r["cost_multiplier"], 1.25);
         assert_eq!(r["binding"]["kind"], "ACCOUNT");
+        assert_eq!(r["binding"]["name"], "primary");
+        assert_eq!(r["budgets"]["monthly_usd"], "12.5");
+        assert_eq!(r["limits"]["max_in_flight"], 3);
+        assert!(r["budgets"]["daily_usd"].is_null());
         let life = &r["usage"]["lifetime"];
         assert_eq!(life["requests"], 10);
         assert_eq!(life["total_tokens"], 132);
@@ -347,7 +452,7 @@ mod tests {
     fn schema_is_stable_and_selectable() {
         let rows = KeyRows::new(options(), None).unwrap();
         let names: Vec<&str> = rows.schema().columns().iter().map(|c| c.name()).collect();
-        assert_eq!(names.len(), 13 + 12 * 4);
+        assert_eq!(names.len(), 14 + POLICY_COLUMNS.len() + 12 * 4);
         assert_eq!(names[0], "id");
         assert!(names.contains(&"usage.period.by_model.claude-3.5-haiku.total_tokens"));
         let sel = rows

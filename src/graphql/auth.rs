@@ -33,6 +33,8 @@ pub(crate) struct Services {
     pub balancer: crate::balancer::Balancer,
     /// Masks free text for VIEWER callers (see `viewer`).
     pub viewer_masker: crate::export::Masker,
+    /// Export jobs (`None` if the export service could not start).
+    pub exports: Option<crate::export::service::Exports>,
 }
 
 impl Services {
@@ -46,6 +48,7 @@ impl Services {
             store,
             limits,
             balancer,
+            exports: None,
             throttle: LoginThrottle::new(),
             writes: tokio::sync::Mutex::new(()),
             viewer_masker: super::viewer::masker(&config),

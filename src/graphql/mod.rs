@@ -10,7 +10,8 @@
 //! `connection` (pagination), `validate` (input checks), `error` (`GqlError`),
 //! `admins` (admin management), `audit` (audit extension and `auditLog`),
 //! `viewer` (masking for the VIEWER role), `slow` (slow-operation
-//! detection), `playground` (embedded GraphiQL).
+//! detection), `playground` (embedded GraphiQL),
+//! `exports` (export jobs, imports and the download route).
 
 mod accounts;
 mod admins;
@@ -21,6 +22,7 @@ mod balancer;
 mod bootstrap;
 mod connection;
 mod error;
+mod exports;
 mod http;
 mod import;
 mod key_batch;
@@ -59,11 +61,28 @@ pub struct AdminState {
     pub usage: Option<crate::usage::UsageSink>,
     /// Prices in effect, for cost insights.
     pub pricing: Arc<crate::usage::pricing::PricingTable>,
+    /// Export jobs; `None` leaves the export API answering INTERNAL.
+    pub exports: Option<crate::export::service::Exports>,
 }
 
 impl AdminState {
-    /// An admin API over `store` with fresh (empty) live state, for tools and tests.
+    /// An admin API over `store` with fresh (empty) live state, for tools
+    /// and tests. Its export jobs run on their own task tracker.
     pub fn new(store: Store, config: Arc<Config>) -> AdminState {
+        let exports = match crate::export::service::Exports::start(
+            store.clone(),
+            &config.data_dir,
+            config.export_retention,
+            &config.key_prefix,
+            &tokio_util::task::TaskTracker::new(),
+            tokio_util::sync::CancellationToken::new(),
+        ) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::error!(error = %e, "export service did not start");
+                None
+            }
+        };
         AdminState {
             store,
             config,
@@ -71,6 +90,7 @@ impl AdminState {
             balancer: crate::balancer::Balancer::default(),
             usage: None,
             pricing: Arc::new(crate::usage::pricing::PricingTable::embedded()),
+            exports,
         }
     }
 }
@@ -87,6 +107,7 @@ pub struct Query(
     admins::AdminQuery,
     audit::AuditQuery,
     analytics::AnalyticsQuery,
+    exports::ExportQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -99,6 +120,7 @@ pub struct Mutation(
     import::ImportMutation,
     admins::AdminMutation,
     analytics::AnalyticsMutation,
+    exports::ExportMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -106,6 +128,7 @@ pub struct Subscription(
     balancer::Subscription,
     import::ImportSubscription,
     analytics::AnalyticsSubscription,
+    exports::ExportSubscription,
 );
 
 pub type AdminSchema = Schema<Query, Mutation, Subscription>;
@@ -152,25 +175,32 @@ pub fn router(state: AdminState) -> Router {
         state.usage,
         state.pricing,
     ));
-    let services = Arc::new(auth::Services::new(
+    let downloads = state.exports.clone().map(exports::router);
+    let mut services = auth::Services::new(
         state.store,
         state.config.clone(),
         state.limits,
         state.balancer,
-    ));
+    );
+    services.exports = state.exports;
+    let services = Arc::new(services);
     let app = http::HttpState {
         schema: build_schema(&state.config, Some((services.clone(), analytics))),
         services,
     };
     let limited = axum::middleware::from_fn_with_state(max_body, http::limit_body);
-    Router::new()
+    let router = Router::new()
         .route(
             "/graphql",
             get(http::graphql_get).post(http::graphql_post.layer(limited)),
         )
         .route("/graphql/ws", get(http::graphql_ws))
         .route("/graphql/assets/{version}/{*path}", get(playground::asset))
-        .with_state(app)
+        .with_state(app);
+    match downloads {
+        Some(d) => router.merge(d),
+        None => router,
+    }
 }
 
 /// The SDL of the schema, for the schema test and schema/schema.graphql.

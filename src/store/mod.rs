@@ -12,6 +12,7 @@
 mod accounts;
 mod admins;
 mod audit;
+mod exports;
 mod groups;
 mod imports;
 mod key_index;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use audit::{AuditEntry, AuditRetention};
+pub use exports::{DownloadGrant, ExportId, ExportRecord, ExportState};
 pub use imports::ImportLink;
 pub use key_index::month_start;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
@@ -151,6 +153,8 @@ struct Inner {
     legacy_key_hashes: sled::Tree,
     legacy_sources: sled::Tree,
     imports: sled::Tree,
+    exports: sled::Tree,
+    export_downloads: sled::Tree,
     vault: vault::Vault,
     events: broadcast::Sender<StoreEvent>,
     /// Entries in the request log; kept in memory because sled's `len` is a scan.
@@ -222,6 +226,8 @@ impl Store {
             legacy_key_hashes: db.open_tree(trees::LEGACY_KEY_HASHES)?,
             legacy_sources: db.open_tree(trees::LEGACY_SOURCES)?,
             imports: db.open_tree(trees::IMPORTS)?,
+            exports: db.open_tree(trees::EXPORTS)?,
+            export_downloads: db.open_tree(trees::EXPORT_DOWNLOADS)?,
             request_log_len: AtomicUsize::new(requests.len()),
             requests,
             vault,

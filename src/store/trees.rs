@@ -47,6 +47,11 @@ pub(crate) const LEGACY_SOURCES: &str = "legacy_sources";
 /// Import links (foreign id → our id + base) and checkpoints, sealed.
 pub(crate) const IMPORTS: &str = "imports";
 
+/// `ExportId` (16 bytes, UUID v7) → `ExportRecord` (export jobs).
+pub(crate) const EXPORTS: &str = "exports";
+/// SHA-256 hex of a one-time download token → `DownloadGrant`.
+pub(crate) const EXPORT_DOWNLOADS: &str = "export_downloads";
+
 /// The version byte written in front of every encoded value.
 const VALUE_FORMAT: u8 = 1;
 
