@@ -273,15 +273,27 @@ pub fn run<W: Write>(
     let mut models = BTreeSet::new();
     let mut total = 0u64;
     let need_models = spec.by_model && spec.variant == Variant::Standard;
-    walk(store, &spec.filter, cancel, |keys| {
-        total += keys.len() as u64;
-        if need_models {
+    if need_models {
+        walk(store, &spec.filter, cancel, |keys| {
+            total += keys.len() as u64;
             for k in &keys {
                 models.extend(store.key_models(k.id)?);
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
+    } else {
+        // The key indexes count matches without reading every key record.
+        total = store
+            .query_keys(
+                &spec.filter,
+                &crate::store::KeyOrder::default(),
+                None,
+                0,
+                true,
+            )?
+            .total_count
+            .unwrap_or(0);
+    }
     let mut state = Progress {
         total,
         ..Progress::default()
