@@ -13,8 +13,8 @@
 //! - [`upstream`]: one adapter per account kind (API key, OAuth, Bedrock, Vertex) behind one interface, with declared capabilities; HTTP client pool.
 //! - [`balancer`]: account selection, cooldowns and in-flight leases.
 //! - [`usage`]: pricing, cost, and the batched usage writer.
-//! - [`export`]: key export building blocks: masking engine (31 detectors), CSV safety, streaming JSON/NDJSON/CSV writers, key rows.
-//! - [`graphql`]: the admin API.
+//! - [`export`]: key exports: masking engine (31 detectors), CSV safety, streaming writers, key rows, export jobs, downloads, migration import, CLI.
+//! - [`graphql`]: the admin API: roles, audit log, analytics, subscriptions, playground.
 //! - [`import`]: `import-redis`, moving a claude-relay-service deployment in from its Redis.
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
 //! - [`openai`]: OpenAI Chat Completions ⇄ Anthropic Messages translation (requests, replies, streams, errors).
