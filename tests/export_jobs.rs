@@ -7,8 +7,8 @@
 
 mod common;
 mod graphql_support;
+mod ws_support;
 
-use base64::Engine;
 use chrono::Utc;
 use claude_relay::domain::{ApiKey, KeyBinding, KeyId, KeyStatus};
 use claude_relay::store::{ExportRecord, ExportState, Store, StoreOptions};
@@ -16,8 +16,7 @@ use common::{simple_body, TestRelay};
 use graphql_support::{code, data, Harness};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use ws_support::Ws;
 
 const START: &str =
     "mutation($i: StartExportInput!) { startExport(input: $i) { id export { state } } }";
@@ -594,73 +593,6 @@ async fn only_writers_export_and_only_owners_migrate() {
         "BAD_USER_INPUT",
         "migration exports are JSON or NDJSON"
     );
-}
-
-/// A minimal graphql-transport-ws client (RFC 6455 framing, text frames).
-struct Ws {
-    stream: BufReader<TcpStream>,
-}
-
-impl Ws {
-    async fn connect(addr: std::net::SocketAddr) -> Ws {
-        let mut stream = BufReader::new(TcpStream::connect(addr).await.unwrap());
-        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
-        let request = format!(
-            "GET /graphql/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-        );
-        stream
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        let mut status = String::new();
-        stream.read_line(&mut status).await.unwrap();
-        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-        }
-        Ws { stream }
-    }
-
-    async fn send(&mut self, msg: Value) {
-        let payload = msg.to_string().into_bytes();
-        let mask: [u8; 4] = rand::random();
-        let mut frame = vec![0x81];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.get_mut().write_all(&frame).await.unwrap();
-    }
-
-    async fn recv_json(&mut self) -> Value {
-        loop {
-            let mut head = [0u8; 2];
-            self.stream.read_exact(&mut head).await.unwrap();
-            let len = match head[1] & 0x7f {
-                126 => u64::from(self.stream.read_u16().await.unwrap()),
-                127 => self.stream.read_u64().await.unwrap(),
-                n => u64::from(n),
-            };
-            let mut payload = vec![0u8; len as usize];
-            self.stream.read_exact(&mut payload).await.unwrap();
-            match head[0] & 0x0f {
-                0x1 => return serde_json::from_slice(&payload).unwrap(),
-                0x8 => panic!("socket closed"),
-                _ => continue,
-            }
-        }
-    }
 }
 
 #[tokio::test]

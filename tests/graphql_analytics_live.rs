@@ -5,86 +5,21 @@
 //! restart.
 
 mod common;
+mod ws_support;
 
-use base64::Engine;
 use claude_relay::sim::Fault;
 use common::{simple_body, TestRelay};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use ws_support::Ws;
 
-/// A minimal graphql-transport-ws client (RFC 6455 framing, text frames).
-struct Ws {
-    stream: BufReader<TcpStream>,
-}
-
-impl Ws {
-    async fn connect(relay: &TestRelay) -> Ws {
-        let tcp = TcpStream::connect(relay.addr).await.unwrap();
-        let mut stream = BufReader::new(tcp);
-        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
-        let request = format!(
-            "GET /graphql/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n",
-            relay.addr
-        );
-        stream
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        let mut status = String::new();
-        stream.read_line(&mut status).await.unwrap();
-        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut ws = Ws { stream };
-        ws.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", relay.admin_token) } }))
-            .await;
-        assert_eq!(ws.recv().await["type"], "connection_ack");
-        ws
-    }
-
-    async fn send(&mut self, msg: Value) {
-        let payload = msg.to_string().into_bytes();
-        let mask: [u8; 4] = rand::random();
-        let mut frame = vec![0x81];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.get_mut().write_all(&frame).await.unwrap();
-    }
-
-    async fn recv(&mut self) -> Value {
-        loop {
-            let mut head = [0u8; 2];
-            self.stream.read_exact(&mut head).await.unwrap();
-            let len = match head[1] & 0x7f {
-                126 => u64::from(self.stream.read_u16().await.unwrap()),
-                127 => self.stream.read_u64().await.unwrap(),
-                n => u64::from(n),
-            };
-            let mut payload = vec![0u8; len as usize];
-            self.stream.read_exact(&mut payload).await.unwrap();
-            match head[0] & 0x0f {
-                0x1 => return serde_json::from_slice(&payload).unwrap(),
-                0x8 => panic!("socket closed: {}", String::from_utf8_lossy(&payload)),
-                _ => continue,
-            }
-        }
-    }
+/// A graphql-transport-ws connection authenticated as the relay's admin.
+async fn admin_ws(relay: &TestRelay) -> Ws {
+    let mut ws = Ws::connect(relay.addr).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", relay.admin_token) } }))
+        .await;
+    assert_eq!(ws.recv_json().await["type"], "connection_ack");
+    ws
 }
 
 fn nano(usd: &Value) -> u64 {
@@ -102,7 +37,7 @@ async fn request_log_and_usage_ticker_arrive_over_a_websocket() {
     let (key_id, key) = relay.add_key("live-key").await;
     let (_, other) = relay.add_key("other-key").await;
 
-    let mut ws = Ws::connect(&relay).await;
+    let mut ws = admin_ws(&relay).await;
     ws.send(json!({"id": "log", "type": "subscribe", "payload": {"query":
         "subscription($k: [ID!]) { requestLog(filter: {keyIds: $k}) { keyId keyName accountName model inputTokens outputTokens billedCostUsd listCostUsd latencyMs status stream } }",
         "variables": {"k": [key_id]}}}))
@@ -130,7 +65,7 @@ async fn request_log_and_usage_ticker_arrive_over_a_websocket() {
     while (logged.len() < 2 || ticked < 3 || today_seen < 3)
         && tokio::time::Instant::now() < deadline
     {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.recv())
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.recv_json())
             .await
             .expect("a message within 5 s");
         assert_eq!(msg["type"], "next", "{msg}");
