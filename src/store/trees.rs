@@ -1,9 +1,13 @@
-//! sled tree names (the one list of them) and the one value encoding every
-//! tree uses: a leading format-version byte followed by JSON (serde).
-//! JSON keeps records readable in a hex dump and tolerant of added fields;
-//! the version byte lets a later migration change the encoding per value.
+//! sled tree names (the one list of them) and the value encodings: a leading
+//! format-version byte followed by JSON (serde) for records, which keeps them
+//! readable in a hex dump and tolerant of added fields; and a compact form
+//! for usage buckets (format 2: eleven LEB128 varints), the most numerous
+//! values by far, where JSON's field names made up most of the store. The
+//! version byte lets both forms coexist per value, so a store written before
+//! the compact form needs no migration.
 
 use super::Error;
+use crate::domain::{NanoUsd, UsageTotals};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -73,9 +77,120 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
     }
 }
 
+/// The version byte of the compact usage-bucket form.
+const TOTALS_FORMAT: u8 = 2;
+/// Fields in a compact usage bucket, in their fixed order.
+const TOTALS_FIELDS: usize = 11;
+
+fn totals_fields(t: &UsageTotals) -> [u64; TOTALS_FIELDS] {
+    [
+        t.requests,
+        t.input_tokens,
+        t.output_tokens,
+        t.cache_creation_5m_tokens,
+        t.cache_creation_1h_tokens,
+        t.cache_read_tokens,
+        t.list_cost.0,
+        t.billed_cost.0,
+        t.unpriced_requests,
+        t.estimated_requests,
+        t.error_requests,
+    ]
+}
+
+/// Encodes a usage bucket compactly (about 25 bytes instead of about 280).
+pub(crate) fn encode_totals(t: &UsageTotals) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + TOTALS_FIELDS * 3);
+    out.push(TOTALS_FORMAT);
+    for mut v in totals_fields(t) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    out
+}
+
+/// Decodes a usage bucket in either form (compact, or JSON from older stores).
+pub(crate) fn decode_totals(bytes: &[u8], what: &str) -> Result<UsageTotals, Error> {
+    let Some((&TOTALS_FORMAT, mut rest)) = bytes.split_first() else {
+        return decode(bytes, what);
+    };
+    let corrupt = || Error::Corrupt(format!("{what}: truncated or overlong compact value"));
+    let mut f = [0u64; TOTALS_FIELDS];
+    for slot in &mut f {
+        let mut value = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let (&byte, tail) = rest.split_first().ok_or_else(corrupt)?;
+            rest = tail;
+            if shift > 63 || (shift == 63 && byte > 1) {
+                return Err(corrupt());
+            }
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        *slot = value;
+    }
+    if !rest.is_empty() {
+        return Err(corrupt());
+    }
+    Ok(UsageTotals {
+        requests: f[0],
+        input_tokens: f[1],
+        output_tokens: f[2],
+        cache_creation_5m_tokens: f[3],
+        cache_creation_1h_tokens: f[4],
+        cache_read_tokens: f[5],
+        list_cost: NanoUsd(f[6]),
+        billed_cost: NanoUsd(f[7]),
+        unpriced_requests: f[8],
+        estimated_requests: f[9],
+        error_requests: f[10],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_buckets_round_trip_compactly_and_old_json_still_reads() {
+        let t = UsageTotals {
+            requests: 3,
+            input_tokens: 1_000_000,
+            output_tokens: 0,
+            cache_creation_5m_tokens: 127,
+            cache_creation_1h_tokens: 128,
+            cache_read_tokens: u64::MAX,
+            list_cost: NanoUsd(123_456_789_012),
+            billed_cost: NanoUsd(1),
+            unpriced_requests: 0,
+            estimated_requests: 7,
+            error_requests: 2,
+        };
+        let bytes = encode_totals(&t);
+        assert_eq!(bytes[0], TOTALS_FORMAT);
+        assert!(bytes.len() < 40, "{} bytes", bytes.len());
+        assert_eq!(decode_totals(&bytes, "t").unwrap(), t);
+        assert_eq!(decode_totals(&encode(&t).unwrap(), "t").unwrap(), t);
+        assert_eq!(
+            decode_totals(&encode_totals(&UsageTotals::default()), "t").unwrap(),
+            UsageTotals::default()
+        );
+        // Truncated, trailing bytes, and an eleventh byte overflowing u64.
+        assert!(decode_totals(&bytes[..bytes.len() - 1], "t").is_err());
+        assert!(decode_totals(&[bytes.as_slice(), &[0]].concat(), "t").is_err());
+        let mut overflow = vec![TOTALS_FORMAT];
+        overflow.extend([0xff; 9]);
+        overflow.push(0x02);
+        overflow.extend([0; 10]);
+        assert!(decode_totals(&overflow, "t").is_err());
+    }
 
     #[test]
     fn values_round_trip_and_bad_versions_are_corrupt() {

@@ -7,7 +7,7 @@
 //! (with `%` and `|` escaped) or `g|`. Hourly buckets are the source of truth;
 //! days exist so long ranges read fewer entries.
 
-use super::trees::{decode, encode};
+use super::trees::{decode, decode_totals, encode, encode_totals};
 use super::{abort, key_index, Error, Store, UsageBatch};
 use crate::domain::{ApiKey, KeyId, UsageRecord, UsageSubject, UsageTotals};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -103,7 +103,7 @@ pub(crate) fn total_in(
     let Some((from, to)) = range else {
         return usage
             .get(lifetime_key(&prefix))?
-            .map(|v| decode(&v, WHAT))
+            .map(|v| decode_totals(&v, WHAT))
             .transpose()
             .map(Option::unwrap_or_default);
     };
@@ -152,7 +152,7 @@ fn sum_keys(
     hi: Vec<u8>,
 ) -> Result<(), Error> {
     for v in usage.range(lo..hi).values() {
-        total.merge(&decode(&v?, WHAT)?);
+        total.merge(&decode_totals(&v?, WHAT)?);
     }
     Ok(())
 }
@@ -235,18 +235,14 @@ impl Store {
             super::usage_query::apply_rank(rank_tree, &rank)?;
             for (key, delta) in &buckets {
                 let mut total = match usage.get(key)? {
-                    Some(v) => match decode::<UsageTotals>(&v, WHAT) {
+                    Some(v) => match decode_totals(&v, WHAT) {
                         Ok(t) => t,
                         Err(e) => return abort(e),
                     },
                     None => UsageTotals::default(),
                 };
                 total.merge(delta);
-                let value = match encode(&total) {
-                    Ok(v) => v,
-                    Err(e) => return abort(e),
-                };
-                usage.insert(key.as_slice(), value)?;
+                usage.insert(key.as_slice(), encode_totals(&total))?;
             }
             for key in &prune {
                 requests.remove(key.clone())?;

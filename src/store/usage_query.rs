@@ -254,7 +254,7 @@ impl Store {
                     continue;
                 };
                 let hour = Utc.from_utc_datetime(&naive);
-                let totals: UsageTotals = decode(&value, WHAT)?;
+                let totals = super::trees::decode_totals(&value, WHAT)?;
                 plan.add(month_label(tz, hour), kind, id.to_string(), &totals);
             }
         }
