@@ -15,6 +15,10 @@
 //! record.
 //!
 //! `cargo run --release --example admin_bench -- [keys=100000] [days=90] [draws_per_hour=150]`
+//!
+//! With `ADMIN_BENCH_DIR=<dir>` the store is generated there and kept, and a
+//! later run with the same directory skips the generation (for repeated
+//! query-phase measurements).
 
 use claude_relay::config::Config;
 use claude_relay::domain::{
@@ -45,7 +49,11 @@ fn options(dir: &Path) -> StoreOptions {
         data_dir: dir.to_path_buf(),
         master_key: Some(MASTER_KEY.into()),
         master_key_file: dir.join("master.key"),
-        cache_capacity_bytes: Config::default().sled_cache_bytes,
+        // ADMIN_BENCH_SLED_CACHE overrides the relay's default, to compare settings.
+        cache_capacity_bytes: std::env::var("ADMIN_BENCH_SLED_CACHE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Config::default().sled_cache_bytes),
     }
 }
 
@@ -113,6 +121,8 @@ fn proc_status(field: &str) -> String {
 fn main() {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("--query") {
+        // As the relay's main does.
+        claude_relay::memory::limit_malloc_arenas();
         let dir = PathBuf::from(args.next().unwrap_or_default());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -126,8 +136,15 @@ fn main() {
     let days = arg(2, 90) as i64;
     let draws = arg(3, 150) as usize;
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let dir = tmp.path().join("data");
-    generate(&dir, keys, days, draws);
+    let dir = match std::env::var_os("ADMIN_BENCH_DIR") {
+        Some(kept) => PathBuf::from(kept),
+        None => tmp.path().join("data"),
+    };
+    if dir.exists() {
+        println!("== reusing the store in {} ==", dir.display());
+    } else {
+        generate(&dir, keys, days, draws);
+    }
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
     let status = std::process::Command::new(exe)
         .arg("--query")
@@ -330,6 +347,7 @@ struct Timing {
 async fn query_phase(dir: &Path) {
     let t = Instant::now();
     let store = Store::open(&options(dir)).unwrap_or_else(|e| panic!("store: {e}"));
+    let rss_store = (proc_status("VmHWM:"), proc_status("VmRSS:"));
     let config = Arc::new(Config {
         data_dir: dir.to_path_buf(),
         admin_user: Some(ADMIN.into()),
@@ -485,6 +503,29 @@ async fn query_phase(dir: &Path) {
             note,
         });
     }
+    let rss_after_targets = (proc_status("VmHWM:"), proc_status("VmRSS:"));
+    // Reads outside the targets that touch much more of the store: a filtered
+    // request-log count (the whole log), a name search and a listing sorted
+    // by last use. They show what sled's page cache grows to.
+    let mut wide = Vec::new();
+    for (name, query) in [
+        (
+            "request log filtered by model, totalCount",
+            "{ recentRequests(first: 20, filter: {models: [\"no-such-model\"]}) { totalCount } }",
+        ),
+        (
+            "apiKeys: name search",
+            "{ apiKeys(first: 50, filter: {search: \"key-0001\"}) { totalCount edges { node { id } } } }",
+        ),
+        (
+            "apiKeys: all, by last use",
+            "{ apiKeys(first: 500, orderBy: {field: LAST_USED_AT, direction: DESC}) { edges { node { id } } } }",
+        ),
+    ] {
+        let t = Instant::now();
+        post(Some(token.clone()), query.into(), json!({})).await;
+        wide.push((name, t.elapsed().as_secs_f64() * 1000.0));
+    }
     tokio::time::sleep(Duration::from_millis(10)).await;
 
     println!(
@@ -512,15 +553,26 @@ async fn query_phase(dir: &Path) {
     }
     println!("RSS of the API process (target < 256 MB):");
     println!(
-        "  after opening the store      VmHWM {}  VmRSS {}",
+        "  after Store::open            VmHWM {}  VmRSS {}",
+        rss_store.0, rss_store.1
+    );
+    println!(
+        "  after admin bootstrap, login VmHWM {}  VmRSS {}",
         rss_open.0, rss_open.1
     );
     if let Some((hwm, rss)) = rss_after_usage {
         println!("  after the usage queries      VmHWM {hwm}  VmRSS {rss}");
     }
     println!(
-        "  at the end                   VmHWM {}  VmRSS {}",
+        "  after the target queries     VmHWM {}  VmRSS {}",
+        rss_after_targets.0, rss_after_targets.1
+    );
+    println!(
+        "  after the wide reads below   VmHWM {}  VmRSS {}",
         proc_status("VmHWM:"),
         proc_status("VmRSS:")
     );
+    for (name, ms) in wide {
+        println!("    {name:<44} {ms:>8.1} ms (once, no target)");
+    }
 }

@@ -10,7 +10,7 @@ use super::Error;
 const SCHEMA_VERSION: &[u8] = b"schema_version";
 
 /// The layout this binary reads and writes.
-pub(crate) const CURRENT_VERSION: u32 = 2;
+pub(crate) const CURRENT_VERSION: u32 = 3;
 
 /// One step: the version it produces, what it does (for the log), and the work.
 struct Migration {
@@ -31,7 +31,26 @@ const MIGRATIONS: &[Migration] = &[
         what: "key secondary indexes",
         run: build_key_index,
     },
+    Migration {
+        to: 3,
+        // Also marks the compact usage-bucket form (trees.rs), which an older
+        // binary could not read: it refuses this version instead.
+        what: "request log length kept in meta",
+        run: count_request_log,
+    },
 ];
+
+/// Counts the request log once, so later opens read the count instead of
+/// scanning (and caching) every entry.
+fn count_request_log(db: &sled::Db, _: &Vault) -> Result<(), Error> {
+    let requests = db.open_tree(super::trees::REQUESTS)?;
+    let meta = db.open_tree(super::trees::META)?;
+    meta.insert(
+        super::usage::LOG_LEN_META,
+        &(requests.len() as u64).to_be_bytes(),
+    )?;
+    Ok(())
+}
 
 /// Builds the key index for a store written before it existed. The zone is
 /// UTC until the app sets the configured one (which rebuilds if it differs).

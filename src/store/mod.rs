@@ -199,6 +199,7 @@ impl Store {
         let vault = vault::Vault::load(opts, &meta, !accounts.is_empty())?;
         meta::migrate(&db, &meta, &vault)?;
         let requests = db.open_tree(trees::REQUESTS)?;
+        let request_log_len = usage::stored_log_len(&meta)?;
         let audit = db.open_tree(trees::AUDIT)?;
         let zone = key_index::recorded_zone(&meta)?
             .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
@@ -228,7 +229,7 @@ impl Store {
             imports: db.open_tree(trees::IMPORTS)?,
             exports: db.open_tree(trees::EXPORTS)?,
             export_downloads: db.open_tree(trees::EXPORT_DOWNLOADS)?,
-            request_log_len: AtomicUsize::new(requests.len()),
+            request_log_len: AtomicUsize::new(request_log_len),
             requests,
             vault,
             events,

@@ -18,6 +18,20 @@ use std::sync::atomic::Ordering;
 /// The request log keeps at most this many of the newest requests.
 pub const REQUEST_LOG_MAX: usize = 100_000;
 
+/// `meta` entry: the request log's length (u64 be), written in the same
+/// transaction as the log, so opening the store needs no scan of it.
+pub(super) const LOG_LEN_META: &[u8] = b"request_log_len";
+
+/// The request log's length as recorded in `meta` (schema 3 writes it).
+pub(super) fn stored_log_len(meta: &sled::Tree) -> Result<usize, Error> {
+    match meta.get(LOG_LEN_META)? {
+        None => Ok(0),
+        Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            .map(|b| usize::try_from(u64::from_be_bytes(b)).unwrap_or(usize::MAX))
+            .map_err(|_| Error::Corrupt("request log length is not a u64".into())),
+    }
+}
+
 const WHAT: &str = "usage bucket";
 const WHAT_RECORD: &str = "request log entry";
 const HOUR_SECS: i64 = 3600;
@@ -224,14 +238,16 @@ impl Store {
             .take(drop_existing)
             .collect::<Result<Vec<_>, _>>()?;
 
+        let new_len = current + log.len() - prune.len();
         let trees = (
             &self.inner.usage,
             &self.inner.requests,
             &self.inner.keys,
             self.rank_tree(),
             &self.inner.key_index,
+            &self.inner.meta,
         );
-        trees.transaction(|(usage, requests, keys, rank_tree, index)| {
+        trees.transaction(|(usage, requests, keys, rank_tree, index, meta)| {
             super::usage_query::apply_rank(rank_tree, &rank)?;
             for (key, delta) in &buckets {
                 let mut total = match usage.get(key)? {
@@ -249,6 +265,9 @@ impl Store {
             }
             for (key, value) in log {
                 requests.insert(key.as_slice(), value.as_slice())?;
+            }
+            if !prune.is_empty() || !log.is_empty() {
+                meta.insert(LOG_LEN_META, &(new_len as u64).to_be_bytes())?;
             }
             for (id, at) in &last_used {
                 let Some(v) = keys.get(id.0.as_bytes())? else {
@@ -274,9 +293,7 @@ impl Store {
         })?;
         let touched: Vec<KeyId> = last_used.keys().copied().collect();
         self.forget_keys(&touched);
-        self.inner
-            .request_log_len
-            .store(current + log.len() - prune.len(), Ordering::Release);
+        self.inner.request_log_len.store(new_len, Ordering::Release);
         self.note_usage_written(&batch.hourly);
         Ok(())
     }
@@ -553,6 +570,21 @@ mod tests {
             .map(|r| r.model)
             .collect();
         assert_eq!(models, vec!["m9", "m8", "m7", "m6", "m5"]);
+        let recorded = |s: &Store| s.inner.request_log_len.load(Ordering::Acquire);
+        assert_eq!(recorded(&store), 5);
+        assert_eq!(stored_log_len(&store.inner.meta).unwrap(), 5);
+
+        // A store from before schema 3 has no recorded length: the migration counts it.
+        store.inner.meta.remove(LOG_LEN_META).unwrap();
+        store
+            .inner
+            .meta
+            .insert("schema_version", &2u32.to_be_bytes())
+            .unwrap();
+        drop(store);
+        let store = open_with_log_max(dir.path(), 5);
+        assert_eq!(recorded(&store), 5);
+        assert_eq!(store.request_log_footprint().unwrap().0, 5);
     }
 
     #[test]
