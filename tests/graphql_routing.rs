@@ -186,3 +186,53 @@ async fn groups_routing_bindings_and_settings() {
     assert_eq!(s["settings"]["strategy"], "LATENCY");
     assert_eq!(s["settings"]["stickyTtlSeconds"], 600);
 }
+
+#[tokio::test]
+async fn groups_page_with_stable_cursors_and_search() {
+    let relay = TestRelay::start().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let g = relay
+            .gql(
+                "mutation($n: String!, $d: String!) { createGroup(input: {name: $n, description: $d}) { group { id } } }",
+                json!({ "n": format!("team-{i}"), "d": if i % 2 == 0 { "Even Pool" } else { "odd" } }),
+            )
+            .await;
+        ids.push(
+            g["createGroup"]["group"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let q = "query($after: String, $s: String) { groups(first: 2, after: $after, search: $s) { totalCount edges { node { id name } } pageInfo { hasNextPage endCursor } } }";
+    // Walk all pages: every group once, oldest first.
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = relay.gql(q, json!({ "after": after })).await;
+        let page = &page["groups"];
+        assert_eq!(page["totalCount"], 5);
+        for e in page["edges"].as_array().unwrap() {
+            seen.push(e["node"]["id"].as_str().unwrap().to_string());
+        }
+        if page["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen, ids);
+    // Search over name and description, case-insensitive.
+    let even = relay.gql(q, json!({ "s": "even pool" })).await;
+    assert_eq!(even["groups"]["totalCount"], 3);
+    let one = relay.gql(q, json!({ "s": "TEAM-3" })).await;
+    assert_eq!(one["groups"]["edges"][0]["node"]["id"], ids[3]);
+    let bad = relay
+        .gql_as(
+            Some(&relay.admin_token),
+            "{ groups(first: 501) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&bad), "BAD_USER_INPUT");
+}

@@ -302,7 +302,7 @@ async fn a_viewer_sees_no_secret_and_no_free_text_in_clear() {
     let viewer = viewer_token(&h).await;
     let everything = "{ apiKeys { edges { node { name description tags displayPrefix } } } \
         accounts { edges { node { name apiKey accessToken refreshToken proxy baseUrl } } } \
-        groups { name description } me { username role } balancerStats { accounts { name } } }";
+        groups { edges { node { name description } } } me { username role } balancerStats { accounts { name } } }";
     let seen = h.post(Some(&viewer), everything, json!({})).await;
     let text = data(&seen).to_string();
     for clear in [
@@ -327,12 +327,13 @@ async fn a_viewer_sees_no_secret_and_no_free_text_in_clear() {
     // Searching cannot recover masked text: the viewer searches what it sees.
     let search = |s: &str| {
         format!(
-            "{{ apiKeys(filter: {{search: {s:?}}}) {{ totalCount }} accounts(filter: {{search: {s:?}}}) {{ totalCount }} }}"
+            "{{ apiKeys(filter: {{search: {s:?}}}) {{ totalCount }} accounts(filter: {{search: {s:?}}}) {{ totalCount }} groups(search: {s:?}) {{ totalCount }} }}"
         )
     };
-    for probe in ["bob@", "example.com", "alice", "7946"] {
+    for probe in ["bob@", "example.com", "alice", "7946", "dave@"] {
         let r = h.post(Some(&viewer), &search(probe), json!({})).await;
         assert_eq!(data(&r)["apiKeys"]["totalCount"], 0, "viewer probe {probe}");
+        assert_eq!(data(&r)["groups"]["totalCount"], 0, "viewer probe {probe}");
         assert_eq!(
             data(&r)["accounts"]["totalCount"],
             0,
@@ -350,6 +351,8 @@ async fn a_viewer_sees_no_secret_and_no_free_text_in_clear() {
         1,
         "owners search stored text"
     );
+    let r = h.post(Some(&owner), &search("DAVE@"), json!({})).await;
+    assert_eq!(data(&r)["groups"]["totalCount"], 1, "case-insensitive");
     // Tag filter: a viewer only matches the masked tag.
     let tag = |t: &str| format!("{{ apiKeys(filter: {{tag: {t:?}}}) {{ totalCount }} }}");
     let r = h

@@ -4,6 +4,7 @@
 //! sticky TTL, cooldown, failover attempts) that take effect without restart.
 
 use super::auth::{require_admin, require_writer, services};
+use super::connection::{paginate, PageInfo, SortKey, DEFAULT_PAGE};
 use super::error::GqlError;
 use super::scalars::DateTime;
 use super::types::{AccountMode, Strategy};
@@ -246,19 +247,70 @@ pub fn current_settings(
         .unwrap_or_else(|| RuntimeSettings::from_config(config)))
 }
 
+/// One group in a page of groups.
+#[derive(SimpleObject)]
+pub struct GroupEdge {
+    /// Opaque position of this group in the list.
+    pub cursor: String,
+    /// The group.
+    pub node: GroupNode,
+}
+
+/// A page of account groups, oldest first.
+#[derive(SimpleObject)]
+pub struct GroupConnection {
+    /// Groups matching the search across all pages.
+    pub total_count: usize,
+    /// This page's groups with their cursors.
+    pub edges: Vec<GroupEdge>,
+    /// Whether more pages follow, and where this one ends.
+    pub page_info: PageInfo,
+}
+
 #[derive(Default)]
 pub struct RoutingQuery;
 
 #[Object]
 impl RoutingQuery {
-    /// Every account group, oldest first.
-    async fn groups(&self, ctx: &Context<'_>) -> Result<Vec<GroupNode>> {
+    /// Account groups, oldest first; `search` matches name or description
+    /// (case-insensitive; a VIEWER's search sees only the masked text).
+    async fn groups(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(DEFAULT_PAGE)")] first: Option<i32>,
+        after: Option<String>,
+        search: Option<String>,
+    ) -> Result<GroupConnection> {
         require_admin(ctx)?;
         let groups = services(ctx)?.store.list_groups().map_err(GqlError::from)?;
-        Ok(viewer::masked_groups(ctx, groups)
-            .into_iter()
-            .map(GroupNode)
-            .collect())
+        // Masked before matching, so masked text cannot be found by searching.
+        let mut groups = viewer::masked_groups(ctx, groups);
+        if let Some(needle) = search.map(|s| s.to_lowercase()).filter(|s| !s.is_empty()) {
+            groups.retain(|g| {
+                g.name.to_lowercase().contains(&needle)
+                    || g.description.to_lowercase().contains(&needle)
+            });
+        }
+        let page = paginate(
+            groups,
+            |g: &Group| SortKey::time(Some(g.created_at), g.id.0),
+            "groups",
+            false,
+            first.unwrap_or(DEFAULT_PAGE),
+            after.as_deref(),
+        )?;
+        Ok(GroupConnection {
+            total_count: page.total_count,
+            edges: page
+                .edges
+                .into_iter()
+                .map(|(cursor, g)| GroupEdge {
+                    cursor,
+                    node: GroupNode(g),
+                })
+                .collect(),
+            page_info: page.page_info,
+        })
     }
 
     async fn group(&self, ctx: &Context<'_>, id: ID) -> Result<Option<GroupNode>> {
