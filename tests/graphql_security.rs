@@ -558,6 +558,63 @@ fn stored_audit(h: &Harness) -> String {
 }
 
 #[tokio::test]
+async fn audit_diffs_show_changed_fields_and_hide_changed_secrets() {
+    let h = Harness::start().await;
+    let owner = h.owner_token().await;
+    let r = h
+        .post(
+            Some(&owner),
+            "mutation($i: CreateAccountInput!) { createAccount(input: $i) { account { id } } }",
+            json!({ "i": { "name": "acct", "kind": "ANTHROPIC_API_KEY", "apiKey": UPSTREAM_SECRET, "priority": 50 } }),
+        )
+        .await;
+    let id = data(&r)["createAccount"]["account"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rotated = "sk-ant-api03-ROTATEDSECRET-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
+    data(
+        &h.post(
+            Some(&owner),
+            "mutation($i: UpdateAccountInput!) { updateAccount(input: $i) { account { id } } }",
+            json!({ "i": { "id": id, "apiKey": rotated, "priority": 5, "name": "acct for ivy@example.com" } }),
+        )
+        .await,
+    );
+    let log = h
+        .post(
+            Some(&owner),
+            "{ auditLog(first: 1, filter: {action: \"updateAccount\"}) { edges { node { target diff } } } }",
+            json!({}),
+        )
+        .await;
+    let entry = &data(&log)["auditLog"]["edges"][0]["node"];
+    assert_eq!(entry["target"], id.as_str());
+    let diff = entry["diff"].as_object().expect("a diff");
+    assert_eq!(diff["priority"], json!({ "from": 50, "to": 5 }));
+    assert_eq!(
+        diff["name"],
+        json!({ "from": "acct", "to": "acct for [REDACTED:email]" })
+    );
+    let secret_paths: Vec<&String> = diff.keys().filter(|k| k.contains("credentials")).collect();
+    assert!(
+        !secret_paths.is_empty(),
+        "the rotation is recorded: {diff:?}"
+    );
+    for path in secret_paths {
+        assert_eq!(
+            diff[path],
+            json!({ "from": "[REDACTED]", "to": "[REDACTED]" })
+        );
+    }
+    assert!(!diff.contains_key("updated_at"));
+    let stored = stored_audit(&h);
+    for secret in [UPSTREAM_SECRET, rotated, "ivy@example.com"] {
+        assert!(!stored.contains(secret), "{secret} stored in the audit log");
+    }
+}
+
+#[tokio::test]
 async fn mutations_and_logins_are_audited_without_secrets() {
     let h = Harness::start().await;
     let typo = h.try_login("Pa55word-in-the-name-field", "x").await;
@@ -635,7 +692,7 @@ async fn mutations_and_logins_are_audited_without_secrets() {
     let log = h
         .post(
             Some(&owner),
-            "{ auditLog(first: 100) { totalCount edges { node { id at adminId adminUsername clientAddress action target outcome changes } } } }",
+            "{ auditLog(first: 100) { totalCount edges { node { id at adminId adminUsername clientAddress action target outcome changes diff } } } }",
             json!({}),
         )
         .await;
@@ -693,6 +750,12 @@ async fn mutations_and_logins_are_audited_without_secrets() {
     assert_eq!(by("createApiKey")["target"], key_id.as_str());
     assert_eq!(by("updateApiKey")["target"], key_id.as_str());
     assert_eq!(by("updateApiKey")["changes"]["input"]["name"], "k1-renamed");
+    // What changed, field by field, read from the record itself.
+    assert_eq!(
+        by("updateApiKey")["diff"],
+        json!({ "name": { "from": "k1", "to": "k1-renamed" } })
+    );
+    assert!(by("createApiKey")["diff"].is_null(), "no record before");
     assert_eq!(by("deleteApiKey")["target"], key_id.as_str());
     assert_eq!(by("deleteAccount")["outcome"], "NOT_FOUND");
     assert_eq!(

@@ -13,6 +13,12 @@
 //! other string goes through the `Masker`. Results are never stored (they
 //! may hold a new key's secret or a session token).
 //!
+//! For a mutation on one existing record (its `id` among the arguments: a
+//! key, account, group or admin), the entry also holds `diff`: each field of
+//! the stored record that differs after the mutation, `{"path": {"from",
+//! "to"}}`, scrubbed the same way (a secret field shows only that it
+//! changed; hashes and `updated_at` noise are left out or redacted).
+//!
 //! A failed login's username is kept only when it names an existing admin
 //! (an unknown one is often a password typed into the wrong field).
 //!
@@ -104,6 +110,7 @@ impl Extension for AuditExtension {
         // Resolved before the mutation runs: it may delete its own admin.
         let caller = auth.and_then(|a| caller(&svc, a));
         let client_ip = auth.and_then(|a| a.client_ip).map(|ip| ip.to_string());
+        let before = target_of(&arguments).and_then(|id| Some((snapshot(&svc, &id)?, id)));
         let result = next.run(ctx, info).await;
         let outcome = match &result {
             Ok(_) => "OK".to_string(),
@@ -124,6 +131,10 @@ impl Extension for AuditExtension {
             // Unauthenticated mutations did nothing; see the module docs.
             (None, _) => return result,
         };
+        let diff = before.and_then(|(before, id)| {
+            let after = snapshot(&svc, &id).unwrap_or(serde_json::Value::Null);
+            record_diff(&svc, &before, &after)
+        });
         let mut arguments = arguments;
         if action == "login" {
             forget_unknown_username(&svc, &mut arguments);
@@ -147,6 +158,7 @@ impl Extension for AuditExtension {
             target,
             outcome,
             changes: scrub(&svc, arguments),
+            diff,
         };
         let retention = AuditRetention {
             max_entries: svc.config.graphql.audit_max_entries,
@@ -281,6 +293,87 @@ fn scrub(svc: &Services, value: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// The stored form of the record `id` names, if it is a key, account, group
+/// or admin (ids are UUIDs, so at most one kind matches).
+fn snapshot(svc: &Services, id: &str) -> Option<serde_json::Value> {
+    let uuid = uuid::Uuid::parse_str(id).ok()?;
+    let store = &svc.store;
+    let found = if let Ok(Some(k)) = store.get_key(crate::domain::KeyId(uuid)) {
+        serde_json::to_value(k)
+    } else if let Ok(Some(a)) = store.get_account(crate::domain::AccountId(uuid)) {
+        serde_json::to_value(a)
+    } else if let Ok(Some(g)) = store.get_group(crate::domain::GroupId(uuid)) {
+        serde_json::to_value(g)
+    } else if let Ok(Some(a)) = store.get_admin(AdminId(uuid)) {
+        serde_json::to_value(a)
+    } else {
+        return None;
+    };
+    found.ok()
+}
+
+/// Fields that change on every write and say nothing an admin did.
+const DIFF_NOISE: &[&str] = &["updated_at"];
+
+/// Leaf fields of `before` and `after` that differ, as `{"a.b": {"from", "to"}}`
+/// (a deleted record: `after` is null). None when nothing differs.
+fn record_diff(
+    svc: &Services,
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let mut old = std::collections::BTreeMap::new();
+    let mut new = std::collections::BTreeMap::new();
+    flatten("", before, &mut old);
+    flatten("", after, &mut new);
+    let mut out = serde_json::Map::new();
+    let paths: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for path in paths {
+        let (from, to) = (old.get(path), new.get(path));
+        if from == to || DIFF_NOISE.contains(&path.as_str()) {
+            continue;
+        }
+        // A secret (or a hash of one) shows only that it changed.
+        let hidden = path
+            .split('.')
+            .any(|part| is_secret_name(part) || part.ends_with("hash"));
+        let show = |v: Option<&serde_json::Value>| match v {
+            None => serde_json::Value::Null,
+            Some(_) if hidden => serde_json::Value::String(REDACTED.into()),
+            Some(v) => scrub(svc, v.clone()),
+        };
+        out.insert(
+            path.clone(),
+            serde_json::json!({ "from": show(from), "to": show(to) }),
+        );
+    }
+    (!out.is_empty()).then_some(serde_json::Value::Object(out))
+}
+
+/// Leaf values by dotted path; arrays are compared whole.
+fn flatten(
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    match v {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&path, v, out);
+            }
+        }
+        serde_json::Value::Null if prefix.is_empty() => {}
+        leaf => {
+            out.insert(prefix.to_string(), leaf.clone());
+        }
+    }
+}
+
 /// One audited action.
 #[derive(SimpleObject)]
 #[graphql(name = "AuditEntry")]
@@ -303,6 +396,11 @@ pub struct AuditEntryNode {
     pub outcome: String,
     /// The arguments, with secrets replaced by `[REDACTED]` and free text masked.
     pub changes: async_graphql::Json<serde_json::Value>,
+    /// For a mutation on one existing key, account, group or admin: each
+    /// stored field it changed, `{"path": {"from": …, "to": …}}` (`to` null
+    /// when the record was removed); secrets show only `[REDACTED]`. Null
+    /// when there was no such record or nothing changed.
+    pub diff: Option<async_graphql::Json<serde_json::Value>>,
 }
 
 impl From<AuditEntry> for AuditEntryNode {
@@ -317,6 +415,7 @@ impl From<AuditEntry> for AuditEntryNode {
             target: e.target,
             outcome: e.outcome,
             changes: async_graphql::Json(e.changes),
+            diff: e.diff.map(async_graphql::Json),
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct AuditEntry {
     pub outcome: String,
     /// The arguments, with secrets removed and free text masked.
     pub changes: serde_json::Value,
+    /// The target record's changed fields (before → after), scrubbed alike;
+    /// absent in entries written before diffs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<serde_json::Value>,
 }
 
 /// How much of the audit log is kept.
@@ -121,6 +125,7 @@ mod tests {
             target: None,
             outcome: "OK".into(),
             changes: serde_json::json!({}),
+            diff: None,
         }
     }
 
