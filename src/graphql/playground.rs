@@ -25,6 +25,12 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
+    // Without an icon the browser asks for /favicon.ico and logs a 404.
+    Asset {
+        path: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../../web/playground/favicon.svg"),
+    },
     Asset {
         path: "playground.js",
         content_type: "text/javascript; charset=utf-8",
