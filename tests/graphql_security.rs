@@ -232,6 +232,7 @@ async fn every_mutation_checks_its_role() {
         );
     }
     // OWNER is refused nothing (run after the others: some calls may succeed).
+    let mut owner_outcomes = Vec::new();
     for (name, query, vars) in &mutations {
         if SELF_SERVICE.contains(&name.as_str()) {
             continue;
@@ -242,6 +243,35 @@ async fn every_mutation_checks_its_role() {
             Some("FORBIDDEN"),
             "{name} as OWNER: {as_owner}"
         );
+        owner_outcomes.push((
+            name.clone(),
+            error_code(&as_owner).unwrap_or("OK").to_string(),
+        ));
+    }
+    // Each of the owner's mutations is in the audit log with the outcome it had.
+    let log = h
+        .post(
+            Some(&owner),
+            "{ auditLog(first: 500) { totalCount edges { node { action outcome adminUsername } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(data(&log)["auditLog"]["totalCount"].as_u64().unwrap() <= 500);
+    let audited: BTreeSet<(String, String)> = data(&log)["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["adminUsername"] == OWNER)
+        .map(|e| {
+            (
+                e["node"]["action"].as_str().unwrap().to_string(),
+                e["node"]["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(owner_outcomes.len() >= 20, "{owner_outcomes:?}");
+    for entry in &owner_outcomes {
+        assert!(audited.contains(entry), "no audit entry {entry:?}");
     }
     // Every refused viewer attempt is in the audit log.
     let log = h
