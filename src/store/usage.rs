@@ -238,7 +238,7 @@ impl Store {
             .take(drop_existing)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let new_len = current + log.len() - prune.len();
+        let new_len = (current + log.len()).saturating_sub(prune.len());
         let trees = (
             &self.inner.usage,
             &self.inner.requests,
