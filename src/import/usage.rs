@@ -10,6 +10,18 @@
 //!
 //! Memory: one SCAN collects only compact references (interned model and
 //! label ids) grouped by key; values are read key batch by key batch.
+//!
+//! Writes: each batch of keys (and of accounts) is one
+//! [`Store::apply_usage_bulk`]: its usage merged, together with the batch's
+//! checkpoints, which name the cutoff they were taken at. Batches run in the
+//! order of our key ids, so consecutive batches write neighbouring buckets.
+//!
+//! Never twice: usage and the checkpoint that records it commit atomically,
+//! so after an interruption at any point, each key's (and account's) usage
+//! is in exactly when its checkpoint is; a rerun places a series after its
+//! own checkpoint's cutoff, or from the start when it has none. The run-wide
+//! cutoff blob is still written last: checkpoints of stores written before
+//! checkpoints carried their cutoff are read against it.
 
 use super::merge::{KIND_ACCOUNT, KIND_KEY};
 use super::series::{Checkpoint, Counters, Cutoff, Level, Placement, Series};
@@ -20,19 +32,47 @@ use crate::limits::{
     is_claude_family, Calendar, FamilyCounter, KeySnapshot, LimitsSnapshot, ModelScope,
     PeriodCounter,
 };
-use crate::store::UsageBatch;
+use crate::store::SealedBlob;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 const SECTION: &str = "usage";
 const CUTOFF_BLOB: &str = "usage/cutoff";
 /// The store's name for the checkpointed limit counters (app.rs `LIMITS_STATE`).
 const LIMITS_STATE: &str = "limits";
-/// CRS keys whose buckets are read per pipeline round.
-const KEYS_PER_BATCH: usize = 200;
-/// Hourly deltas per store transaction. Larger transactions cost as much
-/// per bucket (sled's inserts dominate) but hold more memory while they run.
-const DELTAS_PER_APPLY: usize = 2_000;
+/// CRS keys whose buckets are read per pipeline round and written per
+/// transaction (about 25 hourly deltas each). Larger transactions are not
+/// cheaper per bucket (sled's inserts dominate) but hold more memory.
+const KEYS_PER_BATCH: usize = 250;
+/// CRS accounts per transaction (their series are read one by one).
+const ACCOUNTS_PER_BATCH: usize = 100;
+
+/// A series owner's checkpoint as stored: with the cutoff it was taken at,
+/// or (written before checkpoints carried it) without, read against the
+/// run-wide cutoff.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum Saved<T> {
+    Cut { cutoff: Cutoff, seen: T },
+    Legacy(T),
+}
+
+/// The previous run's cutoff and checkpoint for one owner; None when it has
+/// none (its usage was never imported: place it all).
+fn previous<T>(saved: Option<Saved<T>>, run_cutoff: Option<&Cutoff>) -> Option<(Cutoff, T)> {
+    match saved? {
+        Saved::Cut { cutoff, seen } => Some((cutoff, seen)),
+        Saved::Legacy(seen) => run_cutoff.map(|c| (c.clone(), seen)),
+    }
+}
+
+/// Deltas and checkpoints of the current batch, committed together.
+#[derive(Default)]
+struct Pending {
+    deltas: Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
+    checkpoints: Vec<SealedBlob>,
+}
 
 /// A bucket reference: level (None = lifetime), interned model and label.
 #[derive(Clone, Copy)]
@@ -257,8 +297,10 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     ctx.progress
         .phase("usage", (by_key.len() + by_account.len()) as u64);
     let mut spend: BTreeMap<KeyId, Spend> = BTreeMap::new();
-    let mut deltas: Vec<(UsageSubject, DateTime<Utc>, UsageTotals)> = Vec::new();
-    let keys: Vec<(String, Vec<BucketRef>)> = by_key.into_iter().collect();
+    let mut pending = Pending::default();
+    let mut keys: Vec<(String, Vec<BucketRef>)> = by_key.into_iter().collect();
+    // In our id order, so each batch's key buckets are neighbours in the store.
+    keys.sort_by_key(|(k, _)| ctx.links.local_id(KIND_KEY, k));
     for batch in keys.chunks(KEYS_PER_BATCH) {
         let mut names = Vec::new();
         for (k, refs) in batch {
@@ -283,20 +325,20 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                 .map_or(ctx.now, |k| k.created_at);
             let series = into_series(refs, fields, &interner, false);
             let blob = format!("usage/key/{crs_key}");
-            let prev_cp: BTreeMap<String, Checkpoint> = match (ctx.store, &prev_cutoff) {
-                (Some(store), Some(_)) => store
-                    .import_blob(&ctx.links.source, &blob)?
-                    .unwrap_or_default(),
-                _ => BTreeMap::new(),
+            let saved = match ctx.store {
+                Some(store) => store.import_blob(&ctx.links.source, &blob)?,
+                None => None,
             };
+            let prev: Option<(Cutoff, BTreeMap<String, Checkpoint>)> =
+                previous(saved, prev_cutoff.as_ref());
             let mut next_cp = BTreeMap::new();
             let mut placed_any = false;
             for (model_id, s) in &series {
                 let model = interner.name(*model_id).to_string();
                 let empty = Checkpoint::default();
-                let prev = prev_cutoff
+                let prev = prev
                     .as_ref()
-                    .map(|c| (c, prev_cp.get(&model).unwrap_or(&empty)));
+                    .map(|(c, cps)| (c, cps.get(&model).unwrap_or(&empty)));
                 let placement = Placement {
                     offset: ctx.offset,
                     prev,
@@ -313,7 +355,7 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                         UsageSubject::Model(model.clone()),
                         UsageSubject::Global,
                     ] {
-                        deltas.push((subject, hour, t));
+                        pending.deltas.push((subject, hour, t));
                     }
                     let sp = spend.entry(key_id).or_default();
                     sp.total += t.billed_cost.0;
@@ -322,23 +364,19 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                 }
                 next_cp.insert(model, s.checkpoint(&cutoff));
             }
-            note_outcome(ctx, placed_any, prev_cutoff.is_some());
-            flush(ctx, &mut deltas, false)?;
+            note_outcome(ctx, placed_any, prev.is_some());
             if let Some(store) = ctx.writer() {
-                store.put_import_blob(&ctx.links.source, &blob, &next_cp)?;
+                let saved = Saved::Cut {
+                    cutoff: cutoff.clone(),
+                    seen: next_cp,
+                };
+                let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
+                pending.checkpoints.push(sealed);
             }
         }
+        commit(ctx, &mut pending)?;
     }
-    import_account_usage(
-        ctx,
-        by_account,
-        &interner,
-        prev_cutoff.as_ref(),
-        &cutoff,
-        &mut deltas,
-    )
-    .await?;
-    flush(ctx, &mut deltas, true)?;
+    import_account_usage(ctx, by_account, &interner, prev_cutoff.as_ref(), &cutoff).await?;
     seed_limits(ctx, &spend)?;
     if let Some(store) = ctx.writer() {
         store.put_import_blob(&ctx.links.source, CUTOFF_BLOB, &cutoff)?;
@@ -372,21 +410,16 @@ fn add_summary(ctx: &mut Ctx<'_>, t: &UsageTotals) {
     u.buckets += 1;
 }
 
-/// Applies the collected deltas when there are enough of them (or at the end).
-fn flush(
-    ctx: &mut Ctx<'_>,
-    deltas: &mut Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
-    force: bool,
-) -> Result<(), Error> {
-    if deltas.is_empty() || (!force && deltas.len() < DELTAS_PER_APPLY) {
-        return Ok(());
-    }
-    let batch = UsageBatch {
-        hourly: std::mem::take(deltas),
-        ..UsageBatch::default()
-    };
+/// Commits a batch's usage with its checkpoints (see the module doc).
+fn commit(ctx: &mut Ctx<'_>, pending: &mut Pending) -> Result<(), Error> {
+    let Pending {
+        deltas,
+        checkpoints,
+    } = std::mem::take(pending);
     if let Some(store) = ctx.writer() {
-        store.apply_usage(&batch)?;
+        if !deltas.is_empty() || !checkpoints.is_empty() {
+            store.apply_usage_bulk(&deltas, &checkpoints)?;
+        }
     }
     Ok(())
 }
@@ -397,11 +430,16 @@ async fn import_account_usage(
     interner: &Interner,
     prev_cutoff: Option<&Cutoff>,
     cutoff: &Cutoff,
-    deltas: &mut Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
 ) -> Result<(), Error> {
     let mut unpriced = false;
+    let mut pending = Pending::default();
+    let mut in_batch = 0usize;
     for (crs_account, refs) in by_account {
         ctx.progress.advance(1);
+        if in_batch == ACCOUNTS_PER_BATCH {
+            commit(ctx, &mut pending)?;
+            in_batch = 0;
+        }
         let Some(account_id) = ctx
             .links
             .local_id(KIND_ACCOUNT, &crs_account)
@@ -418,33 +456,40 @@ async fn import_account_usage(
         let Some(series) = into_series(&refs, maps, interner, true).remove(&0) else {
             continue;
         };
+        in_batch += 1;
         let blob = format!("usage/account/{crs_account}");
-        let prev_cp: Checkpoint = match (ctx.store, prev_cutoff) {
-            (Some(store), Some(_)) => store
-                .import_blob(&ctx.links.source, &blob)?
-                .unwrap_or_default(),
-            _ => Checkpoint::default(),
+        let saved = match ctx.store {
+            Some(store) => store.import_blob(&ctx.links.source, &blob)?,
+            None => None,
         };
+        let prev: Option<(Cutoff, Checkpoint)> = previous(saved, prev_cutoff);
         let start = ctx
             .store
             .and_then(|s| s.get_account(account_id).ok().flatten())
             .map_or(ctx.now, |a| a.created_at);
         let placement = Placement {
             offset: ctx.offset,
-            prev: prev_cutoff.map(|c| (c, &prev_cp)),
+            prev: prev.as_ref().map(|(c, cp)| (c, cp)),
             start,
             now: ctx.now,
         };
         for (hour, c) in placement.place(&series) {
             // CRS stores no account cost: the requests are flagged unpriced.
             unpriced |= c.requests > 0;
-            deltas.push((UsageSubject::Account(account_id), hour, totals(&c, false)));
+            pending
+                .deltas
+                .push((UsageSubject::Account(account_id), hour, totals(&c, false)));
         }
         if let Some(store) = ctx.writer() {
-            store.put_import_blob(&ctx.links.source, &blob, &series.checkpoint(cutoff))?;
+            let saved = Saved::Cut {
+                cutoff: cutoff.clone(),
+                seen: series.checkpoint(cutoff),
+            };
+            let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
+            pending.checkpoints.push(sealed);
         }
-        flush(ctx, deltas, false)?;
     }
+    commit(ctx, &mut pending)?;
     if unpriced {
         ctx.report.warn(
             "account usage is imported without cost: CRS does not store per-account cost (requests are flagged unpriced)",
