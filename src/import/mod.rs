@@ -43,6 +43,34 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("invalid option: {0}")]
     Options(String),
+    #[error("store writer task failed: {0}")]
+    Writer(String),
+}
+
+/// One store write at a time on a blocking thread, so that the next batch
+/// is read from Redis (and placed) while sled works on this one. Batches
+/// still commit one after another, in order: `run` waits for the previous.
+#[derive(Default)]
+pub(crate) struct Background(Option<tokio::task::JoinHandle<Result<(), store::Error>>>);
+
+impl Background {
+    /// Waits for the write in flight, if any.
+    pub(crate) async fn wait(&mut self) -> Result<(), Error> {
+        if let Some(task) = self.0.take() {
+            task.await.map_err(|e| Error::Writer(e.to_string()))??;
+        }
+        Ok(())
+    }
+
+    /// Starts `write` once the previous write has committed.
+    pub(crate) async fn run(
+        &mut self,
+        write: impl FnOnce() -> Result<(), store::Error> + Send + 'static,
+    ) -> Result<(), Error> {
+        self.wait().await?;
+        self.0 = Some(tokio::task::spawn_blocking(write));
+        Ok(())
+    }
 }
 
 /// Which parts to import.

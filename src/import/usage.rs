@@ -26,7 +26,7 @@
 use super::merge::{KIND_ACCOUNT, KIND_KEY};
 use super::series::{Checkpoint, Counters, Cutoff, Level, Placement, Series};
 use super::source::Fields;
-use super::{Ctx, Error};
+use super::{Background, Ctx, Error};
 use crate::domain::{AccountId, KeyId, NanoUsd, UsageSubject, UsageTotals};
 use crate::limits::{
     is_claude_family, Calendar, FamilyCounter, KeySnapshot, LimitsSnapshot, ModelScope,
@@ -301,82 +301,101 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     let mut keys: Vec<(String, Vec<BucketRef>)> = by_key.into_iter().collect();
     // In our id order, so each batch's key buckets are neighbours in the store.
     keys.sort_by_key(|(k, _)| ctx.links.local_id(KIND_KEY, k));
-    for batch in keys.chunks(KEYS_PER_BATCH) {
-        let mut names = Vec::new();
-        for (k, refs) in batch {
-            names.extend(refs.iter().map(|r| bucket_key("usage", k, r, &interner)));
-        }
-        let mut maps = ctx.src.hgetall_many(&names).await?.into_iter();
-        for (crs_key, refs) in batch {
-            ctx.progress.advance(1);
-            let fields: Vec<Fields> = maps.by_ref().take(refs.len()).collect();
-            ctx.report.section(SECTION).read += 1;
-            let Some(key_id) = ctx.links.local_id(KIND_KEY, crs_key).map(KeyId) else {
-                ctx.report.skip(
-                    SECTION,
-                    format!("usage:{crs_key}"),
-                    "usage of a key that is not imported (import keys first)",
-                );
-                continue;
-            };
-            let start = ctx
-                .store
-                .and_then(|s| s.get_key(key_id).ok().flatten())
-                .map_or(ctx.now, |k| k.created_at);
-            let series = into_series(refs, fields, &interner, false);
-            let blob = format!("usage/key/{crs_key}");
-            let saved = match ctx.store {
-                Some(store) => store.import_blob(&ctx.links.source, &blob)?,
-                None => None,
-            };
-            let prev: Option<(Cutoff, BTreeMap<String, Checkpoint>)> =
-                previous(saved, prev_cutoff.as_ref());
-            let mut next_cp = BTreeMap::new();
-            let mut placed_any = false;
-            for (model_id, s) in &series {
-                let model = interner.name(*model_id).to_string();
-                let empty = Checkpoint::default();
-                let prev = prev
-                    .as_ref()
-                    .map(|(c, cps)| (c, cps.get(&model).unwrap_or(&empty)));
-                let placement = Placement {
-                    offset: ctx.offset,
-                    prev,
-                    start,
-                    now: ctx.now,
+    let mut bg = Background::default();
+    let result: Result<(), Error> = async {
+        for batch in keys.chunks(KEYS_PER_BATCH) {
+            let mut names = Vec::new();
+            for (k, refs) in batch {
+                names.extend(refs.iter().map(|r| bucket_key("usage", k, r, &interner)));
+            }
+            let mut maps = ctx.src.hgetall_many(&names).await?.into_iter();
+            for (crs_key, refs) in batch {
+                ctx.progress.advance(1);
+                let fields: Vec<Fields> = maps.by_ref().take(refs.len()).collect();
+                ctx.report.section(SECTION).read += 1;
+                let Some(key_id) = ctx.links.local_id(KIND_KEY, crs_key).map(KeyId) else {
+                    ctx.report.skip(
+                        SECTION,
+                        format!("usage:{crs_key}"),
+                        "usage of a key that is not imported (import keys first)",
+                    );
+                    continue;
                 };
-                for (hour, c) in placement.place(s) {
-                    let t = totals(&c, true);
-                    placed_any = true;
-                    add_summary(ctx, &t);
-                    for subject in [
-                        UsageSubject::KeyModel(key_id, model.clone()),
-                        UsageSubject::Key(key_id),
-                        UsageSubject::Model(model.clone()),
-                        UsageSubject::Global,
-                    ] {
-                        pending.deltas.push((subject, hour, t));
+                let start = ctx
+                    .store
+                    .and_then(|s| s.get_key(key_id).ok().flatten())
+                    .map_or(ctx.now, |k| k.created_at);
+                let series = into_series(refs, fields, &interner, false);
+                let blob = format!("usage/key/{crs_key}");
+                let saved = match ctx.store {
+                    Some(store) => store.import_blob(&ctx.links.source, &blob)?,
+                    None => None,
+                };
+                let had_cutoff = matches!(saved, Some(Saved::Cut { .. }));
+                let prev: Option<(Cutoff, BTreeMap<String, Checkpoint>)> =
+                    previous(saved, prev_cutoff.as_ref());
+                let mut next_cp = BTreeMap::new();
+                let mut placed_any = false;
+                for (model_id, s) in &series {
+                    let model = interner.name(*model_id).to_string();
+                    let empty = Checkpoint::default();
+                    let prev = prev
+                        .as_ref()
+                        .map(|(c, cps)| (c, cps.get(&model).unwrap_or(&empty)));
+                    let placement = Placement {
+                        offset: ctx.offset,
+                        prev,
+                        start,
+                        now: ctx.now,
+                    };
+                    for (hour, c) in placement.place(s) {
+                        let t = totals(&c, true);
+                        placed_any = true;
+                        add_summary(ctx, &t);
+                        for subject in [
+                            UsageSubject::KeyModel(key_id, model.clone()),
+                            UsageSubject::Key(key_id),
+                            UsageSubject::Model(model.clone()),
+                            UsageSubject::Global,
+                        ] {
+                            pending.deltas.push((subject, hour, t));
+                        }
+                        let sp = spend.entry(key_id).or_default();
+                        sp.total += t.billed_cost.0;
+                        sp.placed
+                            .push((hour, t.billed_cost.0, is_claude_family(&model)));
                     }
-                    let sp = spend.entry(key_id).or_default();
-                    sp.total += t.billed_cost.0;
-                    sp.placed
-                        .push((hour, t.billed_cost.0, is_claude_family(&model)));
+                    next_cp.insert(model, s.checkpoint(&cutoff));
                 }
-                next_cp.insert(model, s.checkpoint(&cutoff));
+                note_outcome(ctx, placed_any, prev.is_some());
+                // Nothing new: the stored checkpoint still says exactly what
+                // is in, so a no-op rerun rewrites nothing.
+                let keep = had_cutoff && !placed_any;
+                if let (Some(store), false) = (ctx.writer(), keep) {
+                    let saved = Saved::Cut {
+                        cutoff: cutoff.clone(),
+                        seen: next_cp,
+                    };
+                    let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
+                    pending.checkpoints.push(sealed);
+                }
             }
-            note_outcome(ctx, placed_any, prev.is_some());
-            if let Some(store) = ctx.writer() {
-                let saved = Saved::Cut {
-                    cutoff: cutoff.clone(),
-                    seen: next_cp,
-                };
-                let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
-                pending.checkpoints.push(sealed);
-            }
+            commit(ctx, &mut bg, &mut pending).await?;
         }
-        commit(ctx, &mut pending)?;
+        import_account_usage(
+            ctx,
+            &mut bg,
+            by_account,
+            &interner,
+            prev_cutoff.as_ref(),
+            &cutoff,
+        )
+        .await
     }
-    import_account_usage(ctx, by_account, &interner, prev_cutoff.as_ref(), &cutoff).await?;
+    .await;
+    // Also after an error: what was started commits before the import returns.
+    bg.wait().await?;
+    result?;
     seed_limits(ctx, &spend)?;
     if let Some(store) = ctx.writer() {
         store.put_import_blob(&ctx.links.source, CUTOFF_BLOB, &cutoff)?;
@@ -410,22 +429,30 @@ fn add_summary(ctx: &mut Ctx<'_>, t: &UsageTotals) {
     u.buckets += 1;
 }
 
-/// Commits a batch's usage with its checkpoints (see the module doc).
-fn commit(ctx: &mut Ctx<'_>, pending: &mut Pending) -> Result<(), Error> {
+/// Commits a batch's usage with its checkpoints (see the module doc), in
+/// the background while the next batch is read.
+async fn commit(
+    ctx: &mut Ctx<'_>,
+    bg: &mut Background,
+    pending: &mut Pending,
+) -> Result<(), Error> {
     let Pending {
         deltas,
         checkpoints,
     } = std::mem::take(pending);
-    if let Some(store) = ctx.writer() {
-        if !deltas.is_empty() || !checkpoints.is_empty() {
-            store.apply_usage_bulk(&deltas, &checkpoints)?;
-        }
+    let Some(store) = ctx.writer().cloned() else {
+        return Ok(());
+    };
+    if deltas.is_empty() && checkpoints.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    bg.run(move || store.apply_usage_bulk(&deltas, &checkpoints))
+        .await
 }
 
 async fn import_account_usage(
     ctx: &mut Ctx<'_>,
+    bg: &mut Background,
     by_account: BTreeMap<String, Vec<BucketRef>>,
     interner: &Interner,
     prev_cutoff: Option<&Cutoff>,
@@ -437,7 +464,7 @@ async fn import_account_usage(
     for (crs_account, refs) in by_account {
         ctx.progress.advance(1);
         if in_batch == ACCOUNTS_PER_BATCH {
-            commit(ctx, &mut pending)?;
+            commit(ctx, bg, &mut pending).await?;
             in_batch = 0;
         }
         let Some(account_id) = ctx
@@ -462,6 +489,7 @@ async fn import_account_usage(
             Some(store) => store.import_blob(&ctx.links.source, &blob)?,
             None => None,
         };
+        let had_cutoff = matches!(saved, Some(Saved::Cut { .. }));
         let prev: Option<(Cutoff, Checkpoint)> = previous(saved, prev_cutoff);
         let start = ctx
             .store
@@ -473,14 +501,16 @@ async fn import_account_usage(
             start,
             now: ctx.now,
         };
-        for (hour, c) in placement.place(&series) {
+        let placed = placement.place(&series);
+        let keep = had_cutoff && placed.is_empty();
+        for (hour, c) in placed {
             // CRS stores no account cost: the requests are flagged unpriced.
             unpriced |= c.requests > 0;
             pending
                 .deltas
                 .push((UsageSubject::Account(account_id), hour, totals(&c, false)));
         }
-        if let Some(store) = ctx.writer() {
+        if let (Some(store), false) = (ctx.writer(), keep) {
             let saved = Saved::Cut {
                 cutoff: cutoff.clone(),
                 seen: series.checkpoint(cutoff),
@@ -489,7 +519,7 @@ async fn import_account_usage(
             pending.checkpoints.push(sealed);
         }
     }
-    commit(ctx, &mut pending)?;
+    commit(ctx, bg, &mut pending).await?;
     if unpriced {
         ctx.report.warn(
             "account usage is imported without cost: CRS does not store per-account cost (requests are flagged unpriced)",
