@@ -295,6 +295,18 @@ async fn run_with(
             ctx.report.section(name);
         }
     }
+    // The record kinds (not the numerous usage counters: those are walked
+    // once, by their own pattern).
+    let mut census: Vec<&str> = vec![
+        "apikey:",
+        "account_group:",
+        "claude:account:",
+        "claude_console_account:",
+        "session:",
+        "account_usage:",
+    ];
+    census.extend(accounts::OTHER_PLATFORMS.iter().map(|p| p.0));
+    ctx.src.census(&census).await?;
     accounts::verify_encryption_key(&mut ctx).await?;
     if let Some(store) = ctx.writer() {
         store.put_legacy_source(&source_id, &ctx.report.source, &opts.encryption_key)?;
