@@ -791,3 +791,95 @@ async fn only_named_sections_and_other_platforms_reported_as_skipped() {
         report.usage.requests
     );
 }
+
+/// An import interrupted in the middle of its usage (here by a usage
+/// bucket of the wrong type, which fails the second batch's Redis read
+/// after the first batch committed) and then rerun counts every request
+/// exactly once: the same totals as one clean import.
+#[tokio::test]
+async fn interrupted_usage_import_rerun_counts_nothing_twice() {
+    let redis = start_redis().await;
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d")
+        .to_string();
+    let model = "claude-sonnet-4-5-20250929";
+    // More keys than one usage batch holds, all created (so ordered) before the poisoned one.
+    let extra = 300;
+    let mut poisoned = String::new();
+    for i in 0..=extra {
+        let id = format!("00000000-0000-4000-8000-{i:012}");
+        let created = if i == extra {
+            poisoned = id.clone();
+            "2026-06-01T00:00:00.000Z".to_string()
+        } else {
+            format!("2026-01-01T00:{:02}:{:02}.000Z", i / 60, i % 60)
+        };
+        let hash = sha256_hex(&format!("cr_{i:064x}{ENCRYPTION_KEY}"));
+        let _: () = redis::cmd("HSET")
+            .arg(format!("apikey:{id}"))
+            .arg(&[
+                ("id", id.as_str()),
+                ("name", &format!("extra-{i}")),
+                ("isActive", "true"),
+                ("apiKey", &hash),
+                ("createdAt", &created),
+            ])
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        for bucket in [
+            format!("usage:{id}:model:alltime:{model}"),
+            format!("usage:{id}:model:daily:{model}:{today}"),
+        ] {
+            let _: () = redis::cmd("HSET")
+                .arg(bucket)
+                .arg(&[
+                    ("requests", "2"),
+                    ("inputTokens", "100"),
+                    ("ratedCostMicro", "700"),
+                ])
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+    }
+    let bad = format!("usage:{poisoned}:model:daily:{model}:2026-11-20");
+    let _: () = redis::cmd("SET")
+        .arg(&bad)
+        .arg("not a hash")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let failed = import::run(Some(&store), &options(&redis.url, false), &NoProgress).await;
+    assert!(failed.is_err(), "the poisoned bucket stops the import");
+    let partial = store.usage_total(&UsageSubject::Global, None).unwrap();
+    assert!(partial.requests > 0, "the first batch committed");
+
+    let _: () = redis::cmd("DEL")
+        .arg(&bad)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    import_into(Some(&store), &redis.url, false).await;
+    let clean_dir = tempfile::tempdir().unwrap();
+    let clean = open_store(clean_dir.path());
+    import_into(Some(&clean), &redis.url, false).await;
+    let rerun = store.usage_total(&UsageSubject::Global, None).unwrap();
+    let once = clean.usage_total(&UsageSubject::Global, None).unwrap();
+    assert!(rerun.requests > partial.requests);
+    assert_eq!(rerun, once, "interrupted + rerun = one clean import");
+    assert_eq!(once.requests, 154 + 2 * (extra as u64 + 1));
+    // And a further rerun adds nothing.
+    let again = import_into(Some(&store), &redis.url, false).await;
+    assert_eq!(again.usage.requests, 0, "{again}");
+    assert_eq!(
+        store.usage_total(&UsageSubject::Global, None).unwrap(),
+        once
+    );
+}

@@ -31,7 +31,7 @@ enum CrsKind {
 }
 
 /// Platforms we count and skip: (key prefix, index SET, Redis type, name).
-const OTHER_PLATFORMS: &[(&str, &str, &str, &str)] = &[
+pub(super) const OTHER_PLATFORMS: &[(&str, &str, &str, &str)] = &[
     ("ccr_account:", "ccr_account:index", "hash", "CCR"),
     (
         "bedrock_account:",

@@ -7,7 +7,7 @@ use super::accounts::{from_value, non_empty, note_conflicts, put_link, to_value}
 use super::fields::{flag, int, json, list, millis, text, time, usd};
 use super::merge::{id_at, three_way, KIND_ACCOUNT, KIND_GROUP, KIND_KEY};
 use super::source::Fields;
-use super::{Ctx, Error};
+use super::{Background, Ctx, Error};
 use crate::domain::{key_display_prefix, AccountId, ApiKey, GroupId, KeyBinding, KeyId, KeyStatus};
 use crate::limits::{
     ActivationUnit, Budgets, ClientKind, ConcurrencyLimit, EndpointFamily, Expiry, FamilyBudget,
@@ -144,15 +144,25 @@ pub(super) async fn import_keys(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     }
     ctx.progress.phase("keys", ids.len() as u64);
     let mut icons = 0usize;
-    for chunk in ids.chunks(RECORDS_PER_CHUNK) {
-        let keys: Vec<String> = chunk.iter().map(|id| format!("apikey:{id}")).collect();
-        let maps = ctx.src.hgetall_many(&keys).await?;
-        for (id, f) in chunk.iter().zip(maps) {
-            ctx.progress.advance(1);
-            icons += usize::from(!text(&f, "icon").is_empty());
-            import_one(ctx, &g, &mut names, id, &f)?;
+    let mut bg = Background::default();
+    let result: Result<(), Error> = async {
+        for chunk in ids.chunks(RECORDS_PER_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|id| format!("apikey:{id}")).collect();
+            let maps = ctx.src.hgetall_many(&keys).await?;
+            let mut created = Vec::new();
+            for (id, f) in chunk.iter().zip(maps) {
+                ctx.progress.advance(1);
+                icons += usize::from(!text(&f, "icon").is_empty());
+                import_one(ctx, &g, &mut names, &mut created, id, &f)?;
+            }
+            create_keys(ctx, &mut bg, created).await?;
         }
+        Ok(())
     }
+    .await;
+    // Also after an error: what was started commits before the import returns.
+    bg.wait().await?;
+    result?;
     if icons > 0 {
         ctx.report.warn(format!(
             "{icons} key icon(s) not imported (UI decoration only)"
@@ -161,10 +171,39 @@ pub(super) async fn import_keys(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Writes a chunk's new keys in one transaction, then their legacy hashes,
+/// in the background (the next chunk is read meanwhile). Their links are
+/// already written: a crash before this leaves links whose keys a rerun
+/// creates under the same ids, and a crash after it leaves keys whose
+/// missing legacy hashes a rerun adds (see `upsert_key`).
+async fn create_keys(
+    ctx: &mut Ctx<'_>,
+    bg: &mut Background,
+    created: Vec<(ApiKey, String)>,
+) -> Result<(), Error> {
+    let Some(store) = ctx.writer().cloned() else {
+        return Ok(());
+    };
+    if created.is_empty() {
+        return Ok(());
+    }
+    let source = ctx.links.source.clone();
+    bg.run(move || {
+        let (keys, hashes): (Vec<ApiKey>, Vec<String>) = created.into_iter().unzip();
+        store.create_keys(&keys)?;
+        for (key, legacy) in keys.iter().zip(&hashes) {
+            store.put_legacy_key_hash(legacy, key.id, &source)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
 fn import_one(
     ctx: &mut Ctx<'_>,
     g: &Globals,
     names: &mut HashMap<String, KeyId>,
+    created_keys: &mut Vec<(ApiKey, String)>,
     id: &str,
     f: &Fields,
 ) -> Result<(), Error> {
@@ -192,7 +231,7 @@ fn import_one(
     let name_key = incoming.name.to_lowercase();
     let created = time(f, "createdAt");
     let last_used = time(f, "lastUsedAt");
-    let our_id = upsert_key(ctx, id, &record, incoming, created, last_used)?;
+    let our_id = upsert_key(ctx, created_keys, id, &record, incoming, created, last_used)?;
     names.insert(name_key, our_id);
     Ok(())
 }
@@ -441,8 +480,11 @@ fn placeholder_hash(source: &str, crs_id: &str) -> String {
     format!("crs:{source}:{crs_id}")
 }
 
+/// Merges one CRS key into ours; a new key is queued in `created` (written
+/// with its chunk by `create_keys`).
 fn upsert_key(
     ctx: &mut Ctx<'_>,
+    created_keys: &mut Vec<(ApiKey, String)>,
     crs_id: &str,
     record: &str,
     mut incoming: KeyFields,
@@ -478,10 +520,7 @@ fn upsert_key(
         };
         incoming.clone().apply(&mut key);
         put_link(ctx, KIND_KEY, crs_id, id.0, to_value(&incoming)?)?;
-        if let Some(store) = ctx.writer() {
-            store.put_key(&key)?;
-            store.put_legacy_key_hash(&legacy, id, &source)?;
-        }
+        created_keys.push((key, legacy));
         ctx.report.section(SECTION).created += 1;
         return Ok(id);
     };

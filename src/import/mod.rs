@@ -43,6 +43,34 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("invalid option: {0}")]
     Options(String),
+    #[error("store writer task failed: {0}")]
+    Writer(String),
+}
+
+/// One store write at a time on a blocking thread, so that the next batch
+/// is read from Redis (and placed) while sled works on this one. Batches
+/// still commit one after another, in order: `run` waits for the previous.
+#[derive(Default)]
+pub(crate) struct Background(Option<tokio::task::JoinHandle<Result<(), store::Error>>>);
+
+impl Background {
+    /// Waits for the write in flight, if any.
+    pub(crate) async fn wait(&mut self) -> Result<(), Error> {
+        if let Some(task) = self.0.take() {
+            task.await.map_err(|e| Error::Writer(e.to_string()))??;
+        }
+        Ok(())
+    }
+
+    /// Starts `write` once the previous write has committed.
+    pub(crate) async fn run(
+        &mut self,
+        write: impl FnOnce() -> Result<(), store::Error> + Send + 'static,
+    ) -> Result<(), Error> {
+        self.wait().await?;
+        self.0 = Some(tokio::task::spawn_blocking(write));
+        Ok(())
+    }
 }
 
 /// Which parts to import.
@@ -267,6 +295,18 @@ async fn run_with(
             ctx.report.section(name);
         }
     }
+    // The record kinds (not the numerous usage counters: those are walked
+    // once, by their own pattern).
+    let mut census: Vec<&str> = vec![
+        "apikey:",
+        "account_group:",
+        "claude:account:",
+        "claude_console_account:",
+        "session:",
+        "account_usage:",
+    ];
+    census.extend(accounts::OTHER_PLATFORMS.iter().map(|p| p.0));
+    ctx.src.census(&census).await?;
     accounts::verify_encryption_key(&mut ctx).await?;
     if let Some(store) = ctx.writer() {
         store.put_legacy_source(&source_id, &ctx.report.source, &opts.encryption_key)?;

@@ -10,29 +10,69 @@
 //!
 //! Memory: one SCAN collects only compact references (interned model and
 //! label ids) grouped by key; values are read key batch by key batch.
+//!
+//! Writes: each batch of keys (and of accounts) is one
+//! [`Store::apply_usage_bulk`]: its usage merged, together with the batch's
+//! checkpoints, which name the cutoff they were taken at. Batches run in the
+//! order of our key ids, so consecutive batches write neighbouring buckets.
+//!
+//! Never twice: usage and the checkpoint that records it commit atomically,
+//! so after an interruption at any point, each key's (and account's) usage
+//! is in exactly when its checkpoint is; a rerun places a series after its
+//! own checkpoint's cutoff, or from the start when it has none. The run-wide
+//! cutoff blob is still written last: checkpoints of stores written before
+//! checkpoints carried their cutoff are read against it.
 
 use super::merge::{KIND_ACCOUNT, KIND_KEY};
 use super::series::{Checkpoint, Counters, Cutoff, Level, Placement, Series};
 use super::source::Fields;
-use super::{Ctx, Error};
+use super::{Background, Ctx, Error};
 use crate::domain::{AccountId, KeyId, NanoUsd, UsageSubject, UsageTotals};
 use crate::limits::{
     is_claude_family, Calendar, FamilyCounter, KeySnapshot, LimitsSnapshot, ModelScope,
     PeriodCounter,
 };
-use crate::store::UsageBatch;
+use crate::store::SealedBlob;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 const SECTION: &str = "usage";
 const CUTOFF_BLOB: &str = "usage/cutoff";
 /// The store's name for the checkpointed limit counters (app.rs `LIMITS_STATE`).
 const LIMITS_STATE: &str = "limits";
-/// CRS keys whose buckets are read per pipeline round.
-const KEYS_PER_BATCH: usize = 200;
-/// Hourly deltas per store transaction. Larger transactions cost as much
-/// per bucket (sled's inserts dominate) but hold more memory while they run.
-const DELTAS_PER_APPLY: usize = 2_000;
+/// CRS keys whose buckets are read per pipeline round and written per
+/// transaction (about 25 hourly deltas each). Larger transactions are not
+/// cheaper per bucket (sled's inserts dominate) but hold more memory.
+const KEYS_PER_BATCH: usize = 250;
+/// CRS accounts per transaction (their series are read one by one).
+const ACCOUNTS_PER_BATCH: usize = 100;
+
+/// A series owner's checkpoint as stored: with the cutoff it was taken at,
+/// or (written before checkpoints carried it) without, read against the
+/// run-wide cutoff.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum Saved<T> {
+    Cut { cutoff: Cutoff, seen: T },
+    Legacy(T),
+}
+
+/// The previous run's cutoff and checkpoint for one owner; None when it has
+/// none (its usage was never imported: place it all).
+fn previous<T>(saved: Option<Saved<T>>, run_cutoff: Option<&Cutoff>) -> Option<(Cutoff, T)> {
+    match saved? {
+        Saved::Cut { cutoff, seen } => Some((cutoff, seen)),
+        Saved::Legacy(seen) => run_cutoff.map(|c| (c.clone(), seen)),
+    }
+}
+
+/// Deltas and checkpoints of the current batch, committed together.
+#[derive(Default)]
+struct Pending {
+    deltas: Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
+    checkpoints: Vec<SealedBlob>,
+}
 
 /// A bucket reference: level (None = lifetime), interned model and label.
 #[derive(Clone, Copy)]
@@ -257,88 +297,105 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     ctx.progress
         .phase("usage", (by_key.len() + by_account.len()) as u64);
     let mut spend: BTreeMap<KeyId, Spend> = BTreeMap::new();
-    let mut deltas: Vec<(UsageSubject, DateTime<Utc>, UsageTotals)> = Vec::new();
-    let keys: Vec<(String, Vec<BucketRef>)> = by_key.into_iter().collect();
-    for batch in keys.chunks(KEYS_PER_BATCH) {
-        let mut names = Vec::new();
-        for (k, refs) in batch {
-            names.extend(refs.iter().map(|r| bucket_key("usage", k, r, &interner)));
-        }
-        let mut maps = ctx.src.hgetall_many(&names).await?.into_iter();
-        for (crs_key, refs) in batch {
-            ctx.progress.advance(1);
-            let fields: Vec<Fields> = maps.by_ref().take(refs.len()).collect();
-            ctx.report.section(SECTION).read += 1;
-            let Some(key_id) = ctx.links.local_id(KIND_KEY, crs_key).map(KeyId) else {
-                ctx.report.skip(
-                    SECTION,
-                    format!("usage:{crs_key}"),
-                    "usage of a key that is not imported (import keys first)",
-                );
-                continue;
-            };
-            let start = ctx
-                .store
-                .and_then(|s| s.get_key(key_id).ok().flatten())
-                .map_or(ctx.now, |k| k.created_at);
-            let series = into_series(refs, fields, &interner, false);
-            let blob = format!("usage/key/{crs_key}");
-            let prev_cp: BTreeMap<String, Checkpoint> = match (ctx.store, &prev_cutoff) {
-                (Some(store), Some(_)) => store
-                    .import_blob(&ctx.links.source, &blob)?
-                    .unwrap_or_default(),
-                _ => BTreeMap::new(),
-            };
-            let mut next_cp = BTreeMap::new();
-            let mut placed_any = false;
-            for (model_id, s) in &series {
-                let model = interner.name(*model_id).to_string();
-                let empty = Checkpoint::default();
-                let prev = prev_cutoff
-                    .as_ref()
-                    .map(|c| (c, prev_cp.get(&model).unwrap_or(&empty)));
-                let placement = Placement {
-                    offset: ctx.offset,
-                    prev,
-                    start,
-                    now: ctx.now,
+    let mut pending = Pending::default();
+    let mut keys: Vec<(String, Vec<BucketRef>)> = by_key.into_iter().collect();
+    // In our id order, so each batch's key buckets are neighbours in the store.
+    keys.sort_by_key(|(k, _)| ctx.links.local_id(KIND_KEY, k));
+    let mut bg = Background::default();
+    let result: Result<(), Error> = async {
+        for batch in keys.chunks(KEYS_PER_BATCH) {
+            let mut names = Vec::new();
+            for (k, refs) in batch {
+                names.extend(refs.iter().map(|r| bucket_key("usage", k, r, &interner)));
+            }
+            let mut maps = ctx.src.hgetall_many(&names).await?.into_iter();
+            for (crs_key, refs) in batch {
+                ctx.progress.advance(1);
+                let fields: Vec<Fields> = maps.by_ref().take(refs.len()).collect();
+                ctx.report.section(SECTION).read += 1;
+                let Some(key_id) = ctx.links.local_id(KIND_KEY, crs_key).map(KeyId) else {
+                    ctx.report.skip(
+                        SECTION,
+                        format!("usage:{crs_key}"),
+                        "usage of a key that is not imported (import keys first)",
+                    );
+                    continue;
                 };
-                for (hour, c) in placement.place(s) {
-                    let t = totals(&c, true);
-                    placed_any = true;
-                    add_summary(ctx, &t);
-                    for subject in [
-                        UsageSubject::KeyModel(key_id, model.clone()),
-                        UsageSubject::Key(key_id),
-                        UsageSubject::Model(model.clone()),
-                        UsageSubject::Global,
-                    ] {
-                        deltas.push((subject, hour, t));
+                let start = ctx
+                    .store
+                    .and_then(|s| s.get_key(key_id).ok().flatten())
+                    .map_or(ctx.now, |k| k.created_at);
+                let series = into_series(refs, fields, &interner, false);
+                let blob = format!("usage/key/{crs_key}");
+                let saved = match ctx.store {
+                    Some(store) => store.import_blob(&ctx.links.source, &blob)?,
+                    None => None,
+                };
+                let had_cutoff = matches!(saved, Some(Saved::Cut { .. }));
+                let prev: Option<(Cutoff, BTreeMap<String, Checkpoint>)> =
+                    previous(saved, prev_cutoff.as_ref());
+                let mut next_cp = BTreeMap::new();
+                let mut placed_any = false;
+                for (model_id, s) in &series {
+                    let model = interner.name(*model_id).to_string();
+                    let empty = Checkpoint::default();
+                    let prev = prev
+                        .as_ref()
+                        .map(|(c, cps)| (c, cps.get(&model).unwrap_or(&empty)));
+                    let placement = Placement {
+                        offset: ctx.offset,
+                        prev,
+                        start,
+                        now: ctx.now,
+                    };
+                    for (hour, c) in placement.place(s) {
+                        let t = totals(&c, true);
+                        placed_any = true;
+                        add_summary(ctx, &t);
+                        for subject in [
+                            UsageSubject::KeyModel(key_id, model.clone()),
+                            UsageSubject::Key(key_id),
+                            UsageSubject::Model(model.clone()),
+                            UsageSubject::Global,
+                        ] {
+                            pending.deltas.push((subject, hour, t));
+                        }
+                        let sp = spend.entry(key_id).or_default();
+                        sp.total += t.billed_cost.0;
+                        sp.placed
+                            .push((hour, t.billed_cost.0, is_claude_family(&model)));
                     }
-                    let sp = spend.entry(key_id).or_default();
-                    sp.total += t.billed_cost.0;
-                    sp.placed
-                        .push((hour, t.billed_cost.0, is_claude_family(&model)));
+                    next_cp.insert(model, s.checkpoint(&cutoff));
                 }
-                next_cp.insert(model, s.checkpoint(&cutoff));
+                note_outcome(ctx, placed_any, prev.is_some());
+                // Nothing new: the stored checkpoint still says exactly what
+                // is in, so a no-op rerun rewrites nothing.
+                let keep = had_cutoff && !placed_any;
+                if let (Some(store), false) = (ctx.writer(), keep) {
+                    let saved = Saved::Cut {
+                        cutoff: cutoff.clone(),
+                        seen: next_cp,
+                    };
+                    let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
+                    pending.checkpoints.push(sealed);
+                }
             }
-            note_outcome(ctx, placed_any, prev_cutoff.is_some());
-            flush(ctx, &mut deltas, false)?;
-            if let Some(store) = ctx.writer() {
-                store.put_import_blob(&ctx.links.source, &blob, &next_cp)?;
-            }
+            commit(ctx, &mut bg, &mut pending).await?;
         }
+        import_account_usage(
+            ctx,
+            &mut bg,
+            by_account,
+            &interner,
+            prev_cutoff.as_ref(),
+            &cutoff,
+        )
+        .await
     }
-    import_account_usage(
-        ctx,
-        by_account,
-        &interner,
-        prev_cutoff.as_ref(),
-        &cutoff,
-        &mut deltas,
-    )
-    .await?;
-    flush(ctx, &mut deltas, true)?;
+    .await;
+    // Also after an error: what was started commits before the import returns.
+    bg.wait().await?;
+    result?;
     seed_limits(ctx, &spend)?;
     if let Some(store) = ctx.writer() {
         store.put_import_blob(&ctx.links.source, CUTOFF_BLOB, &cutoff)?;
@@ -372,36 +429,44 @@ fn add_summary(ctx: &mut Ctx<'_>, t: &UsageTotals) {
     u.buckets += 1;
 }
 
-/// Applies the collected deltas when there are enough of them (or at the end).
-fn flush(
+/// Commits a batch's usage with its checkpoints (see the module doc), in
+/// the background while the next batch is read.
+async fn commit(
     ctx: &mut Ctx<'_>,
-    deltas: &mut Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
-    force: bool,
+    bg: &mut Background,
+    pending: &mut Pending,
 ) -> Result<(), Error> {
-    if deltas.is_empty() || (!force && deltas.len() < DELTAS_PER_APPLY) {
+    let Pending {
+        deltas,
+        checkpoints,
+    } = std::mem::take(pending);
+    let Some(store) = ctx.writer().cloned() else {
+        return Ok(());
+    };
+    if deltas.is_empty() && checkpoints.is_empty() {
         return Ok(());
     }
-    let batch = UsageBatch {
-        hourly: std::mem::take(deltas),
-        ..UsageBatch::default()
-    };
-    if let Some(store) = ctx.writer() {
-        store.apply_usage(&batch)?;
-    }
-    Ok(())
+    bg.run(move || store.apply_usage_bulk(&deltas, &checkpoints))
+        .await
 }
 
 async fn import_account_usage(
     ctx: &mut Ctx<'_>,
+    bg: &mut Background,
     by_account: BTreeMap<String, Vec<BucketRef>>,
     interner: &Interner,
     prev_cutoff: Option<&Cutoff>,
     cutoff: &Cutoff,
-    deltas: &mut Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
 ) -> Result<(), Error> {
     let mut unpriced = false;
+    let mut pending = Pending::default();
+    let mut in_batch = 0usize;
     for (crs_account, refs) in by_account {
         ctx.progress.advance(1);
+        if in_batch == ACCOUNTS_PER_BATCH {
+            commit(ctx, bg, &mut pending).await?;
+            in_batch = 0;
+        }
         let Some(account_id) = ctx
             .links
             .local_id(KIND_ACCOUNT, &crs_account)
@@ -418,33 +483,43 @@ async fn import_account_usage(
         let Some(series) = into_series(&refs, maps, interner, true).remove(&0) else {
             continue;
         };
+        in_batch += 1;
         let blob = format!("usage/account/{crs_account}");
-        let prev_cp: Checkpoint = match (ctx.store, prev_cutoff) {
-            (Some(store), Some(_)) => store
-                .import_blob(&ctx.links.source, &blob)?
-                .unwrap_or_default(),
-            _ => Checkpoint::default(),
+        let saved = match ctx.store {
+            Some(store) => store.import_blob(&ctx.links.source, &blob)?,
+            None => None,
         };
+        let had_cutoff = matches!(saved, Some(Saved::Cut { .. }));
+        let prev: Option<(Cutoff, Checkpoint)> = previous(saved, prev_cutoff);
         let start = ctx
             .store
             .and_then(|s| s.get_account(account_id).ok().flatten())
             .map_or(ctx.now, |a| a.created_at);
         let placement = Placement {
             offset: ctx.offset,
-            prev: prev_cutoff.map(|c| (c, &prev_cp)),
+            prev: prev.as_ref().map(|(c, cp)| (c, cp)),
             start,
             now: ctx.now,
         };
-        for (hour, c) in placement.place(&series) {
+        let placed = placement.place(&series);
+        let keep = had_cutoff && placed.is_empty();
+        for (hour, c) in placed {
             // CRS stores no account cost: the requests are flagged unpriced.
             unpriced |= c.requests > 0;
-            deltas.push((UsageSubject::Account(account_id), hour, totals(&c, false)));
+            pending
+                .deltas
+                .push((UsageSubject::Account(account_id), hour, totals(&c, false)));
         }
-        if let Some(store) = ctx.writer() {
-            store.put_import_blob(&ctx.links.source, &blob, &series.checkpoint(cutoff))?;
+        if let (Some(store), false) = (ctx.writer(), keep) {
+            let saved = Saved::Cut {
+                cutoff: cutoff.clone(),
+                seen: series.checkpoint(cutoff),
+            };
+            let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
+            pending.checkpoints.push(sealed);
         }
-        flush(ctx, deltas, false)?;
     }
+    commit(ctx, bg, &mut pending).await?;
     if unpriced {
         ctx.report.warn(
             "account usage is imported without cost: CRS does not store per-account cost (requests are flagged unpriced)",

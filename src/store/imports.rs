@@ -31,6 +31,13 @@ fn blob_key(source: &str, name: &str) -> Vec<u8> {
     format!("{source}\0b\0{name}").into_bytes()
 }
 
+/// A checkpoint blob sealed ahead of a write, so that it can be committed
+/// in the same transaction as what it records ([`Store::apply_usage_bulk`]).
+pub struct SealedBlob {
+    pub(super) key: Vec<u8>,
+    pub(super) value: Vec<u8>,
+}
+
 impl Store {
     fn seal_value<T: Serialize>(&self, key: &[u8], value: &T) -> Result<Vec<u8>, Error> {
         let plain = serde_json::to_vec(value)
@@ -129,6 +136,18 @@ impl Store {
             .get(&key)?
             .map(|v| self.open_value(&key, &v))
             .transpose()
+    }
+
+    /// Seals a blob for [`Store::apply_usage_bulk`] (it is written there).
+    pub fn seal_import_blob<T: Serialize>(
+        &self,
+        source: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<SealedBlob, Error> {
+        let key = blob_key(source, name);
+        let value = self.seal_value(&key, value)?;
+        Ok(SealedBlob { key, value })
     }
 
     pub fn put_import_blob<T: Serialize>(

@@ -25,6 +25,7 @@ mod meta;
 mod state;
 mod trees;
 mod usage;
+mod usage_bulk;
 mod usage_query;
 mod vault;
 
@@ -37,7 +38,7 @@ use tokio::sync::broadcast;
 
 pub use audit::{AuditEntry, AuditRetention};
 pub use exports::{DownloadGrant, ExportId, ExportRecord, ExportState};
-pub use imports::ImportLink;
+pub use imports::{ImportLink, SealedBlob};
 pub use key_index::month_start;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
 pub use legacy::{LegacyKeyHash, LegacySource};

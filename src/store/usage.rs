@@ -34,10 +34,10 @@ pub(super) fn stored_log_len(meta: &sled::Tree) -> Result<usize, Error> {
 
 const WHAT: &str = "usage bucket";
 const WHAT_RECORD: &str = "request log entry";
-const HOUR_SECS: i64 = 3600;
+pub(super) const HOUR_SECS: i64 = 3600;
 const DAY_SECS: i64 = 86_400;
 
-fn subject_prefix(subject: &UsageSubject) -> String {
+pub(super) fn subject_prefix(subject: &UsageSubject) -> String {
     match subject {
         UsageSubject::Key(id) => format!("k|{id}|"),
         UsageSubject::Account(id) => format!("a|{id}|"),
@@ -58,19 +58,19 @@ pub(super) fn unescape(model: &str) -> String {
     model.replace("%7C", "|").replace("%25", "%")
 }
 
-fn hour_key(prefix: &str, hour: DateTime<Utc>) -> Vec<u8> {
+pub(super) fn hour_key(prefix: &str, hour: DateTime<Utc>) -> Vec<u8> {
     format!("{prefix}h|{}", hour.format("%Y%m%d%H")).into_bytes()
 }
 
-fn day_key(prefix: &str, t: DateTime<Utc>) -> Vec<u8> {
+pub(super) fn day_key(prefix: &str, t: DateTime<Utc>) -> Vec<u8> {
     format!("{prefix}d|{}", t.format("%Y%m%d")).into_bytes()
 }
 
-fn lifetime_key(prefix: &str) -> Vec<u8> {
+pub(super) fn lifetime_key(prefix: &str) -> Vec<u8> {
     format!("{prefix}t").into_bytes()
 }
 
-fn floor_to(t: DateTime<Utc>, unit: i64) -> DateTime<Utc> {
+pub(super) fn floor_to(t: DateTime<Utc>, unit: i64) -> DateTime<Utc> {
     let secs = t.timestamp();
     Utc.timestamp_opt(secs - secs.rem_euclid(unit), 0)
         .single()
