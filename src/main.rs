@@ -13,12 +13,6 @@ use claude_relay::sim::SimUpstream;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// mimalloc instead of the system allocator: sled copies a tree node on
-/// every write, and glibc's malloc spent about a quarter of an import's CPU
-/// on those copies (and their fragmentation).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "claude-relay",
