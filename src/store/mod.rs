@@ -284,8 +284,22 @@ pub(crate) mod test_support {
         }
     }
 
+    /// Opens (or reopens) the store in `dir`. A reopen right after a drop
+    /// can find sled's file lock still held while its flusher thread winds
+    /// down (seen on a loaded box), so a lock error is retried briefly.
     pub(crate) fn open(dir: &std::path::Path) -> Store {
-        Store::open(&options(dir)).unwrap()
+        let mut attempts = 0;
+        loop {
+            match Store::open(&options(dir)) {
+                Ok(store) => return store,
+                Err(e) if attempts < 40 => {
+                    attempts += 1;
+                    eprintln!("store open retry {attempts}: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("open store: {e}"),
+            }
+        }
     }
 
     pub(crate) fn open_with_log_max(dir: &std::path::Path, max: usize) -> Store {

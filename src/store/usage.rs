@@ -11,6 +11,7 @@ use super::trees::{decode, decode_totals, encode, encode_totals};
 use super::{abort, key_index, Error, Store, UsageBatch};
 use crate::domain::{ApiKey, KeyId, UsageRecord, UsageSubject, UsageTotals};
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
 use sled::Transactional;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -34,10 +35,10 @@ pub(super) fn stored_log_len(meta: &sled::Tree) -> Result<usize, Error> {
 
 const WHAT: &str = "usage bucket";
 const WHAT_RECORD: &str = "request log entry";
-pub(super) const HOUR_SECS: i64 = 3600;
+const HOUR_SECS: i64 = 3600;
 const DAY_SECS: i64 = 86_400;
 
-pub(super) fn subject_prefix(subject: &UsageSubject) -> String {
+fn subject_prefix(subject: &UsageSubject) -> String {
     match subject {
         UsageSubject::Key(id) => format!("k|{id}|"),
         UsageSubject::Account(id) => format!("a|{id}|"),
@@ -58,19 +59,19 @@ pub(super) fn unescape(model: &str) -> String {
     model.replace("%7C", "|").replace("%25", "%")
 }
 
-pub(super) fn hour_key(prefix: &str, hour: DateTime<Utc>) -> Vec<u8> {
+fn hour_key(prefix: &str, hour: DateTime<Utc>) -> Vec<u8> {
     format!("{prefix}h|{}", hour.format("%Y%m%d%H")).into_bytes()
 }
 
-pub(super) fn day_key(prefix: &str, t: DateTime<Utc>) -> Vec<u8> {
+fn day_key(prefix: &str, t: DateTime<Utc>) -> Vec<u8> {
     format!("{prefix}d|{}", t.format("%Y%m%d")).into_bytes()
 }
 
-pub(super) fn lifetime_key(prefix: &str) -> Vec<u8> {
+fn lifetime_key(prefix: &str) -> Vec<u8> {
     format!("{prefix}t").into_bytes()
 }
 
-pub(super) fn floor_to(t: DateTime<Utc>, unit: i64) -> DateTime<Utc> {
+fn floor_to(t: DateTime<Utc>, unit: i64) -> DateTime<Utc> {
     let secs = t.timestamp();
     Utc.timestamp_opt(secs - secs.rem_euclid(unit), 0)
         .single()
@@ -171,6 +172,80 @@ fn sum_keys(
     Ok(())
 }
 
+/// What a batch of hourly deltas adds: to its hour, UTC day and lifetime
+/// buckets, and to each key's period totals in the cost index (lifetime and
+/// the bucket's month in the billing zone). Shared by the usage writer's
+/// [`Store::apply_usage`] and the importer's bulk path, so both leave the
+/// same store.
+pub(super) struct BucketPlan {
+    /// Ordered, so buckets are read and written in key order (one subject's
+    /// buckets sit together in the same leaves).
+    buckets: BTreeMap<Vec<u8>, UsageTotals>,
+    key_usage: BTreeMap<(KeyId, String), (u64, u64)>,
+}
+
+impl BucketPlan {
+    pub(super) fn of(
+        hourly: &[(UsageSubject, DateTime<Utc>, UsageTotals)],
+        tz: chrono_tz::Tz,
+    ) -> Self {
+        let mut plan = BucketPlan {
+            buckets: BTreeMap::new(),
+            key_usage: BTreeMap::new(),
+        };
+        for (subject, hour, delta) in hourly {
+            let prefix = subject_prefix(subject);
+            let hour = floor_to(*hour, HOUR_SECS);
+            for key in [
+                hour_key(&prefix, hour),
+                day_key(&prefix, hour),
+                lifetime_key(&prefix),
+            ] {
+                plan.buckets.entry(key).or_default().merge(delta);
+            }
+            if let UsageSubject::Key(id) = subject {
+                let month = key_index::bucket_month_label(hour, tz);
+                for label in [key_index::LIFETIME.to_string(), month] {
+                    let e = plan.key_usage.entry((*id, label)).or_default();
+                    e.0 = e.0.saturating_add(delta.requests);
+                    e.1 = e.1.saturating_add(delta.billed_cost.0);
+                }
+            }
+        }
+        plan
+    }
+
+    /// The keys whose indexed usage this plan moves.
+    pub(super) fn keys(&self) -> Vec<KeyId> {
+        let mut ids: Vec<KeyId> = self.key_usage.keys().map(|(id, _)| *id).collect();
+        ids.dedup();
+        ids
+    }
+
+    /// Adds the plan inside the caller's transaction.
+    pub(super) fn write(
+        &self,
+        usage: &TransactionalTree,
+        index: &TransactionalTree,
+    ) -> ConflictableTransactionResult<(), Error> {
+        for (key, delta) in &self.buckets {
+            let mut total = match usage.get(key)? {
+                Some(v) => match decode_totals(&v, WHAT) {
+                    Ok(t) => t,
+                    Err(e) => return abort(e),
+                },
+                None => UsageTotals::default(),
+            };
+            total.merge(delta);
+            usage.insert(key.as_slice(), encode_totals(&total))?;
+        }
+        for ((id, label), (requests, cost)) in &self.key_usage {
+            key_index::add_usage(index, *id, label, *requests, *cost)?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Adds each hourly delta to its hour, UTC day and lifetime buckets,
     /// appends the records to the request log (pruning the oldest beyond
@@ -179,32 +254,7 @@ impl Store {
     /// anything a cache of keys needs, and the usage writer runs every few
     /// hundred milliseconds.
     pub fn apply_usage(&self, batch: &UsageBatch) -> Result<(), Error> {
-        let mut buckets: BTreeMap<Vec<u8>, UsageTotals> = BTreeMap::new();
-        for (subject, hour, delta) in &batch.hourly {
-            let prefix = subject_prefix(subject);
-            let hour = floor_to(*hour, HOUR_SECS);
-            for key in [
-                hour_key(&prefix, hour),
-                day_key(&prefix, hour),
-                lifetime_key(&prefix),
-            ] {
-                buckets.entry(key).or_default().merge(delta);
-            }
-        }
-        // Per-key period totals for the cost index: lifetime and the bucket's
-        // month in the billing zone.
-        let tz = self.time_zone();
-        let mut key_usage: BTreeMap<(KeyId, String), (u64, u64)> = BTreeMap::new();
-        for (subject, hour, delta) in &batch.hourly {
-            if let UsageSubject::Key(id) = subject {
-                let month = key_index::bucket_month_label(floor_to(*hour, HOUR_SECS), tz);
-                for label in [key_index::LIFETIME.to_string(), month] {
-                    let e = key_usage.entry((*id, label)).or_default();
-                    e.0 = e.0.saturating_add(delta.requests);
-                    e.1 = e.1.saturating_add(delta.billed_cost.0);
-                }
-            }
-        }
+        let plan = BucketPlan::of(&batch.hourly, self.time_zone());
         let mut last_used: BTreeMap<KeyId, DateTime<Utc>> = BTreeMap::new();
         for (id, at) in &batch.key_last_used {
             let entry = last_used.entry(*id).or_insert(*at);
@@ -249,17 +299,7 @@ impl Store {
         );
         trees.transaction(|(usage, requests, keys, rank_tree, index, meta)| {
             super::usage_query::apply_rank(rank_tree, &rank)?;
-            for (key, delta) in &buckets {
-                let mut total = match usage.get(key)? {
-                    Some(v) => match decode_totals(&v, WHAT) {
-                        Ok(t) => t,
-                        Err(e) => return abort(e),
-                    },
-                    None => UsageTotals::default(),
-                };
-                total.merge(delta);
-                usage.insert(key.as_slice(), encode_totals(&total))?;
-            }
+            plan.write(usage, index)?;
             for key in &prune {
                 requests.remove(key.clone())?;
             }
@@ -285,9 +325,6 @@ impl Store {
                         Err(e) => return abort(e),
                     };
                 }
-            }
-            for ((id, label), (requests, cost)) in &key_usage {
-                key_index::add_usage(index, *id, label, *requests, *cost)?;
             }
             Ok(())
         })?;

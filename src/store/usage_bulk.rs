@@ -17,15 +17,11 @@
 //! imports only what the checkpoints do not cover, and never counts twice.
 
 use super::imports::SealedBlob;
-use super::trees::{decode_totals, encode_totals};
-use super::usage::{day_key, floor_to, hour_key, lifetime_key, subject_prefix, HOUR_SECS};
-use super::{abort, key_index, Error, Store};
-use crate::domain::{KeyId, UsageSubject, UsageTotals};
+use super::usage::BucketPlan;
+use super::{Error, Store};
+use crate::domain::{UsageSubject, UsageTotals};
 use chrono::{DateTime, Utc};
 use sled::Transactional;
-use std::collections::BTreeMap;
-
-const WHAT: &str = "usage bucket";
 
 impl Store {
     /// Adds `hourly` (subject, hour, delta) like [`Store::apply_usage`] and
@@ -36,30 +32,7 @@ impl Store {
         hourly: &[(UsageSubject, DateTime<Utc>, UsageTotals)],
         checkpoints: &[SealedBlob],
     ) -> Result<(), Error> {
-        // A BTreeMap, so buckets are read and written in key order: one
-        // subject's buckets sit together, and sled finds them in the same leaves.
-        let mut buckets: BTreeMap<Vec<u8>, UsageTotals> = BTreeMap::new();
-        let tz = self.time_zone();
-        let mut key_usage: BTreeMap<(KeyId, String), (u64, u64)> = BTreeMap::new();
-        for (subject, hour, delta) in hourly {
-            let prefix = subject_prefix(subject);
-            let hour = floor_to(*hour, HOUR_SECS);
-            for key in [
-                hour_key(&prefix, hour),
-                day_key(&prefix, hour),
-                lifetime_key(&prefix),
-            ] {
-                buckets.entry(key).or_default().merge(delta);
-            }
-            if let UsageSubject::Key(id) = subject {
-                let month = key_index::bucket_month_label(hour, tz);
-                for label in [key_index::LIFETIME.to_string(), month] {
-                    let e = key_usage.entry((*id, label)).or_default();
-                    e.0 = e.0.saturating_add(delta.requests);
-                    e.1 = e.1.saturating_add(delta.billed_cost.0);
-                }
-            }
-        }
+        let plan = BucketPlan::of(hourly, self.time_zone());
         let rank = self.rank_plan(hourly);
         let trees = (
             &self.inner.usage,
@@ -69,27 +42,13 @@ impl Store {
         );
         trees.transaction(|(usage, rank_tree, index, imports)| {
             super::usage_query::apply_rank(rank_tree, &rank)?;
-            for (key, delta) in &buckets {
-                let mut total = match usage.get(key)? {
-                    Some(v) => match decode_totals(&v, WHAT) {
-                        Ok(t) => t,
-                        Err(e) => return abort(e),
-                    },
-                    None => UsageTotals::default(),
-                };
-                total.merge(delta);
-                usage.insert(key.as_slice(), encode_totals(&total))?;
-            }
-            for ((id, label), (requests, cost)) in &key_usage {
-                key_index::add_usage(index, *id, label, *requests, *cost)?;
-            }
+            plan.write(usage, index)?;
             for blob in checkpoints {
                 imports.insert(blob.key.as_slice(), blob.value.as_slice())?;
             }
             Ok(())
         })?;
-        let touched: Vec<KeyId> = key_usage.keys().map(|(id, _)| *id).collect();
-        self.forget_keys(&touched);
+        self.forget_keys(&plan.keys());
         self.note_usage_written(hourly);
         Ok(())
     }
@@ -101,7 +60,7 @@ mod tests {
     use super::super::test_support::open;
     use super::super::UsageBatch;
     use super::*;
-    use crate::domain::{AccountId, NanoUsd};
+    use crate::domain::{AccountId, KeyId, NanoUsd};
     use crate::store::{KeyFilter, KeyOrder, KeySortField, RankKind};
     use chrono::{Duration, TimeZone};
 
