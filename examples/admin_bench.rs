@@ -121,8 +121,6 @@ fn proc_status(field: &str) -> String {
 fn main() {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("--query") {
-        // As the relay's main does.
-        claude_relay::memory::limit_malloc_arenas();
         let dir = PathBuf::from(args.next().unwrap_or_default());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

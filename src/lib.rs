@@ -19,7 +19,7 @@
 //! - [`limits`]: key policy: rate windows, budgets, concurrency, restrictions, reservations.
 //! - [`openai`]: OpenAI Chat Completions ⇄ Anthropic Messages translation (requests, replies, streams, errors).
 //! - [`metrics`]: Prometheus metrics (names, recorder, `/metrics`).
-//! - [`memory`]: process memory tuning (glibc malloc arena cap).
+//! - [`memory`]: the process allocator (jemalloc, two arenas) and why.
 //! - [`sim`]: a simulated Anthropic upstream (plus Bedrock and Vertex AI) with fault injection (tests, benches, demo).
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro)]

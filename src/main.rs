@@ -96,7 +96,6 @@ enum ImportCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    claude_relay::memory::limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,28 +1,35 @@
-//! Process memory tuning for the small box: caps glibc malloc's arenas.
+//! The process allocator: jemalloc with two arenas, for every binary that
+//! links this crate (the relay, its examples and benchmarks measure the same
+//! allocator).
 //!
-//! glibc gives each thread that contends for the heap its own arena (up to
-//! 8 per core), and memory freed in one arena is not reused by another. The
-//! relay's threads (tokio workers, sled's flusher, the usage writer) each
-//! touch sled pages, so on the 100,000-key benchmark store the process kept
-//! about 30 MB more after the same queries than with two arenas, at no
-//! measurable latency cost (`examples/admin_bench.rs`).
+//! Why jemalloc over glibc malloc: sled copies a B-tree node on each write,
+//! and under `import-redis`'s write load glibc spent about half the CPU in
+//! `_int_malloc`/`unlink_chunk` walking fragmented free lists; jemalloc took
+//! the 100,000-key import from 121 s to 71 s (same binary otherwise). The
+//! relay's own figures barely move: on the 100,000-key admin benchmark store
+//! it held 192 MB after the target queries against glibc's 184–187 MB (with
+//! glibc capped at two arenas), inside the 256 MB goal. mimalloc was as fast
+//! but held 287 MB there.
 //!
-//! Other allocators, measured on the same store: mimalloc held 287 MB after
-//! the benchmark's queries and jemalloc (two arenas) 192 MB, against 184 MB
-//! here. Both would halve `import-redis`'s CPU (sled copies a node per
-//! write), but the relay is the process that runs all the time.
+//! Why two arenas: jemalloc's default is four per core, and memory freed in
+//! one arena is not reused by another; the box is small (1–2 cores) and the
+//! hot path has few threads. An operator can still override any option with
+//! `_RJEM_MALLOC_CONF` in the environment (it is read after this default).
 
-/// Arenas glibc may create; an operator's `MALLOC_ARENA_MAX` wins.
-const MALLOC_ARENAS: i32 = 2;
+#[cfg(all(target_os = "linux", not(miri)))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Applies the cap; call once at start-up, before the runtime's threads exist.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator parameters; it is called
-        // before other threads allocate, and a refusal (0) leaves the default.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-        }
-    }
-}
+/// A C string pointer jemalloc reads at start-up (a plain `*const u8` is not
+/// `Sync`, so it cannot be a static by itself).
+#[repr(transparent)]
+pub struct MallocConf(*const u8);
+
+// SAFETY: it points at an immutable, 'static, NUL-terminated byte string.
+unsafe impl Sync for MallocConf {}
+
+/// jemalloc's built-in options (`malloc_conf` under tikv-jemallocator's
+/// `_rjem_` symbol prefix), read before the first allocation.
+#[cfg(all(target_os = "linux", not(miri)))]
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: MallocConf = MallocConf(b"narenas:2\0".as_ptr());
