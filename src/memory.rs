@@ -20,10 +20,10 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// A C string pointer jemalloc reads at start-up (a plain `*const u8` is not
+/// A C string pointer jemalloc reads at start-up (a raw pointer is not
 /// `Sync`, so it cannot be a static by itself).
 #[repr(transparent)]
-pub struct MallocConf(*const u8);
+pub struct MallocConf(*const std::ffi::c_char);
 
 // SAFETY: it points at an immutable, 'static, NUL-terminated byte string.
 unsafe impl Sync for MallocConf {}
@@ -32,4 +32,4 @@ unsafe impl Sync for MallocConf {}
 /// `_rjem_` symbol prefix), read before the first allocation.
 #[cfg(all(target_os = "linux", not(miri)))]
 #[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: MallocConf = MallocConf(b"narenas:2\0".as_ptr());
+pub static MALLOC_CONF: MallocConf = MallocConf(c"narenas:2".as_ptr());
