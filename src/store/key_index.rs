@@ -6,13 +6,21 @@
 //! | status posting | `s<status>` + id | keys with this status |
 //! | tag posting | `t<tag, ASCII-lowercased>\0` + id | keys with this tag |
 //! | account / group posting | `a<uuid>` / `g<uuid>` + id | keys bound to it |
-//! | trigram posting | `3<3 bytes>` + id | keys whose lowercased name, description or display prefix contains these bytes |
+//! | trigram postings | `3<3 bytes>` + id group → the group's ids | keys whose lowercased name, description or display prefix contains these bytes |
 //! | created order | `c<µs be8>` + id | creation time |
 //! | last-used order | `l\0` + id (never used) or `l\1<µs be8>` + id | last use |
 //! | name order | `n<name lowercased>\0` + id | name |
 //! | billed-cost order | `m<label>\0<nano-USD be8>` + id, only when > 0 | cost in a period |
 //! | period usage | `v` + id + `<label>` → requests be8, cost be8 | a key's totals in a period |
 //! | counters | `#<posting prefix><status byte>` → u64 be | keys per posting and status |
+//!
+//! Trigram postings are grouped because they are most of the index (a
+//! dozen per key): one entry per trigram and *id group*, the first
+//! [`GROUP_LEN`] bytes of the id, holding that group's ids sorted. Key ids
+//! are UUIDv7, so a group is the keys created within the same 256 ms: keys
+//! created one by one keep an entry each, while a batch (`createApiKeys`,
+//! `import-redis`) writes one entry per trigram instead of one per key and
+//! trigram. Each trigram's scan still yields every id exactly once.
 //!
 //! Periods (`<label>`) are `life` (lifetime) and `yyyymm`, the month in the
 //! store's billing time zone ([`Store::set_time_zone`]) that contains the
@@ -37,6 +45,12 @@ const ANY_STATUS: u8 = 0xff;
 /// `meta` entry: the zone the month entries were built in.
 const ZONE_META: &[u8] = b"key_index_zone";
 const ID_LEN: usize = 16;
+/// Bytes of a key id that name its trigram group: UUIDv7's first 40 bits
+/// of milliseconds, so 256 ms windows.
+pub(crate) const GROUP_LEN: usize = 5;
+/// A trigram posting as [`entries`] lists it (one per key): `3`, the
+/// trigram, the id. Stored grouped ([`IndexDiff::groups`]).
+const TRIGRAM_ENTRY_LEN: usize = 1 + 3 + ID_LEN;
 
 pub(crate) const STATUSES: [KeyStatus; 3] =
     [KeyStatus::Active, KeyStatus::Disabled, KeyStatus::Deleted];
@@ -249,10 +263,19 @@ pub(crate) struct IndexDiff {
     remove: Vec<Vec<u8>>,
     insert: Vec<Vec<u8>>,
     counts: BTreeMap<Vec<u8>, i64>,
+    /// Trigram group entry → ids that leave it and ids that join it.
+    groups: BTreeMap<Vec<u8>, GroupChange>,
+}
+
+#[derive(Default, Debug)]
+struct GroupChange {
+    remove: Vec<[u8; ID_LEN]>,
+    add: Vec<[u8; ID_LEN]>,
 }
 
 impl IndexDiff {
-    /// Adds another key's changes (batch creates write each counter once).
+    /// Adds another key's changes (batch creates write each counter and
+    /// each trigram group once).
     pub(crate) fn merge(&mut self, other: IndexDiff) {
         self.remove.extend(other.remove);
         self.insert.extend(other.insert);
@@ -260,7 +283,65 @@ impl IndexDiff {
             *self.counts.entry(k).or_default() += n;
         }
         self.counts.retain(|_, n| *n != 0);
+        for (k, change) in other.groups {
+            let mine = self.groups.entry(k).or_default();
+            mine.remove.extend(change.remove);
+            mine.add.extend(change.add);
+        }
     }
+
+    fn group(&mut self, entry: &[u8]) -> Option<(&mut GroupChange, [u8; ID_LEN])> {
+        let (key, id) = trigram_group(entry)?;
+        Some((self.groups.entry(key).or_default(), id))
+    }
+}
+
+/// For a per-key trigram entry (`3<trigram><id>`): its group entry's key
+/// (`3<trigram><first GROUP_LEN bytes of the id>`) and the id.
+fn trigram_group(entry: &[u8]) -> Option<(Vec<u8>, [u8; ID_LEN])> {
+    if entry.len() != TRIGRAM_ENTRY_LEN || entry.first() != Some(&b'3') {
+        return None;
+    }
+    let id: [u8; ID_LEN] = entry[4..].try_into().ok()?;
+    let mut key = entry[..4].to_vec();
+    key.extend_from_slice(&id[..GROUP_LEN]);
+    Some((key, id))
+}
+
+/// The ids in a trigram group entry's value.
+fn group_ids(value: &[u8]) -> Result<BTreeSet<[u8; ID_LEN]>, Error> {
+    if !value.len().is_multiple_of(ID_LEN) {
+        return Err(Error::Corrupt("trigram group is not a list of ids".into()));
+    }
+    Ok(value
+        .chunks_exact(ID_LEN)
+        .filter_map(|c| <[u8; ID_LEN]>::try_from(c).ok())
+        .collect())
+}
+
+fn encode_group(ids: &BTreeSet<[u8; ID_LEN]>) -> Vec<u8> {
+    ids.iter().flatten().copied().collect()
+}
+
+/// Calls `visit` with every id listed under a posting prefix (a trigram's
+/// groups are unpacked), each exactly once.
+pub(crate) fn for_each_posting(
+    index: &sled::Tree,
+    prefix: &[u8],
+    mut visit: impl FnMut(KeyId) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let grouped = prefix.first() == Some(&b'3');
+    for item in index.scan_prefix(prefix) {
+        let (k, v) = item?;
+        if grouped {
+            for id in group_ids(&v)? {
+                visit(KeyId(uuid::Uuid::from_bytes(id)))?;
+            }
+        } else {
+            visit(id_of(&k)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// The index changes that turn `old`'s entries into `new`'s.
@@ -270,7 +351,10 @@ pub(crate) fn diff(old: Option<&ApiKey>, new: Option<&ApiKey>) -> IndexDiff {
     let mut d = IndexDiff::default();
     for (k, counter) in &old {
         if !new.contains_key(k) {
-            d.remove.push(k.clone());
+            match d.group(k) {
+                Some((group, id)) => group.remove.push(id),
+                None => d.remove.push(k.clone()),
+            }
         }
         if let Some(c) = counter {
             *d.counts.entry(c.clone()).or_default() -= 1;
@@ -278,7 +362,10 @@ pub(crate) fn diff(old: Option<&ApiKey>, new: Option<&ApiKey>) -> IndexDiff {
     }
     for (k, counter) in &new {
         if !old.contains_key(k) {
-            d.insert.push(k.clone());
+            match d.group(k) {
+                Some((group, id)) => group.add.push(id),
+                None => d.insert.push(k.clone()),
+            }
         }
         if let Some(c) = counter {
             *d.counts.entry(c.clone()).or_default() += 1;
@@ -322,6 +409,24 @@ pub(crate) fn apply(
     }
     for (k, delta) in &d.counts {
         bump(tx, k, *delta)?;
+    }
+    for (k, change) in &d.groups {
+        let mut ids = match tx.get(k)? {
+            Some(v) => match group_ids(&v) {
+                Ok(ids) => ids,
+                Err(e) => return super::abort(e),
+            },
+            None => BTreeSet::new(),
+        };
+        for id in &change.remove {
+            ids.remove(id);
+        }
+        ids.extend(change.add.iter().copied());
+        if ids.is_empty() {
+            tx.remove(k.as_slice())?;
+        } else {
+            tx.insert(k.as_slice(), encode_group(&ids))?;
+        }
     }
     Ok(())
 }
@@ -385,11 +490,18 @@ pub(crate) fn rebuild(db: &sled::Db, tz: Tz, now: DateTime<Utc>) -> Result<(), E
     let month = month_label(now, tz);
     let since = month_start(now, tz);
     let until = now + Duration::hours(1);
+    // Every key's trigram ids, grouped (about 16 bytes per key and trigram).
+    let mut groups: BTreeMap<Vec<u8>, BTreeSet<[u8; ID_LEN]>> = BTreeMap::new();
     for item in keys.iter() {
         let (_, v) = item?;
         let key: ApiKey = decode(&v, "api key")?;
         for (entry, counter) in entries(&key) {
-            batch.insert(entry, &[]);
+            match trigram_group(&entry) {
+                Some((group, id)) => {
+                    groups.entry(group).or_default().insert(id);
+                }
+                None => batch.insert(entry, &[]),
+            }
             if let Some(c) = counter {
                 *counts.entry(c).or_default() += 1;
             }
@@ -422,8 +534,46 @@ pub(crate) fn rebuild(db: &sled::Db, tz: Tz, now: DateTime<Utc>) -> Result<(), E
     for (k, n) in counts {
         batch.insert(k, &n.to_be_bytes());
     }
+    for (k, ids) in &groups {
+        batch.insert(k.as_slice(), encode_group(ids));
+    }
     index.apply_batch(batch)?;
     Ok(())
+}
+
+/// Migration to schema 4: turns per-key trigram postings (`3<trigram><id>`,
+/// schema 2 and 3) into group entries. One sled batch per trigram, each
+/// atomic; a group entry left by an interrupted run is merged, not lost.
+pub(crate) fn group_trigram_postings(db: &sled::Db) -> Result<(), Error> {
+    let index = db.open_tree(trees::KEY_INDEX)?;
+    let mut trigram: Option<Vec<u8>> = None;
+    let mut batch = sled::Batch::default();
+    let mut groups: BTreeMap<Vec<u8>, BTreeSet<[u8; ID_LEN]>> = BTreeMap::new();
+    let flush = |batch: &mut sled::Batch,
+                 groups: &mut BTreeMap<Vec<u8>, BTreeSet<[u8; ID_LEN]>>|
+     -> Result<(), Error> {
+        for (k, mut ids) in std::mem::take(groups) {
+            if let Some(v) = index.get(&k)? {
+                ids.extend(group_ids(&v)?);
+            }
+            batch.insert(k, encode_group(&ids));
+        }
+        index.apply_batch(std::mem::take(batch))?;
+        Ok(())
+    };
+    for item in index.scan_prefix(b"3") {
+        let (k, _) = item?;
+        let Some((group, id)) = trigram_group(&k) else {
+            continue; // already a group entry
+        };
+        if trigram.as_deref() != Some(&k[..4]) {
+            flush(&mut batch, &mut groups)?;
+            trigram = Some(k[..4].to_vec());
+        }
+        batch.remove(k);
+        groups.entry(group).or_default().insert(id);
+    }
+    flush(&mut batch, &mut groups)
 }
 
 /// The zone recorded for the month entries, if any.

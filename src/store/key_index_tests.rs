@@ -453,3 +453,84 @@ fn names_are_found_through_the_index() {
     let found = store.keys_named("BILLING").expect("named");
     assert_eq!(found.iter().map(|k| k.id).collect::<Vec<_>>(), vec![a.id]);
 }
+
+#[test]
+fn a_batch_of_keys_shares_trigram_entries_and_search_still_finds_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let batch: Vec<ApiKey> = (0..300)
+        .map(|i| sample_key(&format!("batchkey-{i:03}"), &format!("hash-{i}")))
+        .collect();
+    store.create_keys(&batch).expect("create");
+    // 300 keys created within a few milliseconds: one or two id groups
+    // (a 256 ms window may end mid-batch), not 300 entries.
+    let bat: Vec<(Vec<u8>, Vec<u8>)> = store
+        .key_index_tree()
+        .scan_prefix(key_index::trigram_prefix(b"bat"))
+        .map(|e| {
+            let (k, v) = e.expect("entry");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect();
+    assert!(
+        (1..=2).contains(&bat.len()),
+        "{} entries for one trigram",
+        bat.len()
+    );
+    let listed: usize = bat.iter().map(|(_, v)| v.len() / 16).sum();
+    assert_eq!(listed, 300, "every key listed once");
+
+    for probe in ["batchkey-123", "key-12", "-299"] {
+        let filter = KeyFilter {
+            search: Some(probe.into()),
+            ..KeyFilter::default()
+        };
+        let order = KeyOrder {
+            field: KeySortField::Name,
+            descending: false,
+        };
+        let (got, _) = walk_all(&store, &filter, &order, 7);
+        assert_eq!(got, reference(&store, &filter, &order), "search {probe}");
+        assert!(!got.is_empty(), "search {probe} finds keys");
+    }
+}
+
+#[test]
+fn migration_groups_per_key_trigram_postings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (want, per_key) = {
+        let mut w = World::new(dir.path(), 11);
+        let keys = w.add_keys(90);
+        w.add_usage(&keys, false);
+        let want = snapshot(&w.store);
+        // Back to schema 3's layout: one `3<trigram><id>` entry per key.
+        let index = w.store.key_index_tree();
+        let mut per_key = 0usize;
+        for (k, v) in want.iter().filter(|(k, _)| k.first() == Some(&b'3')) {
+            index.remove(k).expect("remove");
+            for id in v.chunks(16) {
+                let mut entry = k[..4].to_vec();
+                entry.extend_from_slice(id);
+                index.insert(entry, &[]).expect("insert");
+                per_key += 1;
+            }
+        }
+        w.store
+            .inner
+            .meta
+            .insert("schema_version", &3u32.to_be_bytes())
+            .expect("version");
+        (want, per_key)
+    };
+    assert!(
+        per_key > 500,
+        "the old layout had {per_key} trigram entries"
+    );
+    let store = open(dir.path());
+    assert_eq!(
+        store.schema_version().expect("version"),
+        super::meta::CURRENT_VERSION
+    );
+    assert_eq!(snapshot(&store), want);
+    assert_eq!(rebuilt(&store), want);
+}

@@ -449,9 +449,7 @@ impl Store {
             }
             Source::Postings(prefixes) => {
                 for p in prefixes {
-                    for entry in index.scan_prefix(p).keys() {
-                        visit(key_index::id_of(&entry?)?)?;
-                    }
+                    key_index::for_each_posting(index, p, &mut visit)?;
                 }
             }
             Source::CostRange { label, lo, hi } => {

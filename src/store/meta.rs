@@ -10,7 +10,7 @@ use super::Error;
 const SCHEMA_VERSION: &[u8] = b"schema_version";
 
 /// The layout this binary reads and writes.
-pub(crate) const CURRENT_VERSION: u32 = 3;
+pub(crate) const CURRENT_VERSION: u32 = 4;
 
 /// One step: the version it produces, what it does (for the log), and the work.
 struct Migration {
@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         // binary could not read: it refuses this version instead.
         what: "request log length kept in meta",
         run: count_request_log,
+    },
+    Migration {
+        to: 4,
+        what: "trigram postings grouped",
+        run: |db, _| super::key_index::group_trigram_postings(db),
     },
 ];
 
