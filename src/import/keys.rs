@@ -13,6 +13,7 @@ use crate::limits::{
     ActivationUnit, Budgets, ClientKind, ConcurrencyLimit, EndpointFamily, Expiry, FamilyBudget,
     KeyPolicy, ModelRule, ModelScope, RateWindow, WaitQueue, WeeklyReset, MAX_QUEUE_WAIT_MS,
 };
+use crate::store::Store;
 use chrono::{DateTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -171,11 +172,11 @@ pub(super) async fn import_keys(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes a chunk's new keys in one transaction, then their legacy hashes,
-/// in the background (the next chunk is read meanwhile). Their links are
-/// already written: a crash before this leaves links whose keys a rerun
-/// creates under the same ids, and a crash after it leaves keys whose
-/// missing legacy hashes a rerun adds (see `upsert_key`).
+/// Writes a chunk's new keys with their legacy hashes in one transaction,
+/// in the background (encoded and indexed here first, so the writer thread
+/// only writes; the next chunk is read meanwhile). Their links are already
+/// written: a crash before the commit leaves links whose keys a rerun
+/// creates under the same ids (see `upsert_key`).
 async fn create_keys(
     ctx: &mut Ctx<'_>,
     bg: &mut Background,
@@ -187,16 +188,14 @@ async fn create_keys(
     if created.is_empty() {
         return Ok(());
     }
-    let source = ctx.links.source.clone();
-    bg.run(move || {
-        let (keys, hashes): (Vec<ApiKey>, Vec<String>) = created.into_iter().unzip();
-        store.create_keys(&keys)?;
-        for (key, legacy) in keys.iter().zip(&hashes) {
-            store.put_legacy_key_hash(legacy, key.id, &source)?;
-        }
-        Ok(())
-    })
-    .await
+    let source = &ctx.links.source;
+    let legacy = created
+        .iter()
+        .map(|(key, hash)| (hash.clone(), key.id, source.clone()))
+        .collect();
+    let keys = created.into_iter().map(|(key, _)| key).collect();
+    let prepared = Store::prepare_keys(keys, legacy)?;
+    bg.run(move || store.write_keys(prepared)).await
 }
 
 fn import_one(

@@ -446,8 +446,10 @@ async fn commit(
     if deltas.is_empty() && checkpoints.is_empty() {
         return Ok(());
     }
-    bg.run(move || store.apply_usage_bulk(&deltas, &checkpoints))
-        .await
+    // Merged and planned here, so the writer thread only writes.
+    let bulk = store.prepare_usage_bulk(&deltas, checkpoints);
+    drop(deltas);
+    bg.run(move || store.write_usage_bulk(bulk)).await
 }
 
 async fn import_account_usage(

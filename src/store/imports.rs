@@ -33,6 +33,7 @@ fn blob_key(source: &str, name: &str) -> Vec<u8> {
 
 /// A checkpoint blob sealed ahead of a write, so that it can be committed
 /// in the same transaction as what it records ([`Store::apply_usage_bulk`]).
+#[derive(Clone)]
 pub struct SealedBlob {
     pub(super) key: Vec<u8>,
     pub(super) value: Vec<u8>,

@@ -12,6 +12,16 @@ use std::sync::Arc;
 
 const WHAT: &str = "api key";
 
+/// A batch of keys encoded and indexed ahead of its write
+/// ([`Store::prepare_keys`]).
+pub struct PreparedKeys {
+    keys: Vec<ApiKey>,
+    values: Vec<Vec<u8>>,
+    diff: key_index::IndexDiff,
+    /// (legacy hash, key id, encoded entry).
+    legacy: Vec<(String, KeyId, Vec<u8>)>,
+}
+
 impl Store {
     /// Fails with `Conflict` if the hash is already taken.
     pub fn create_key(&self, key: &ApiKey) -> Result<(), Error> {
@@ -50,10 +60,20 @@ impl Store {
     /// merged, so a batch writes each counter once; batch creates and bulk
     /// imports use this instead of one transaction per key.
     pub fn create_keys(&self, batch: &[ApiKey]) -> Result<(), Error> {
+        self.write_keys(Store::prepare_keys(batch.to_vec(), Vec::new())?)
+    }
+
+    /// Encodes and indexes a batch ahead of its write (pure CPU), so that an
+    /// importer's writer thread only writes. `legacy` are (legacy hash, key
+    /// id, source) entries committed with the keys (see `legacy.rs`).
+    pub fn prepare_keys(
+        batch: Vec<ApiKey>,
+        legacy: Vec<(String, KeyId, String)>,
+    ) -> Result<PreparedKeys, Error> {
         let mut hashes = std::collections::BTreeSet::new();
         let mut values = Vec::with_capacity(batch.len());
         let mut diff = key_index::IndexDiff::default();
-        for key in batch {
+        for key in &batch {
             if !hashes.insert(key.key_hash.as_str()) {
                 return Err(Error::Conflict(
                     "a key hash appears twice in the batch".into(),
@@ -62,35 +82,65 @@ impl Store {
             values.push(encode(key)?);
             diff.merge(key_index::diff(None, Some(key)));
         }
-        let (keys, by_hash, index) = (
+        let legacy = legacy
+            .into_iter()
+            .map(|(hash, id, source)| Ok((hash, id, super::legacy::encode_entry(id, source)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(PreparedKeys {
+            keys: batch,
+            values,
+            diff,
+            legacy,
+        })
+    }
+
+    /// Writes a prepared batch in one transaction (see [`Store::create_keys`]).
+    pub fn write_keys(&self, prepared: PreparedKeys) -> Result<(), Error> {
+        let PreparedKeys {
+            keys: batch,
+            values,
+            diff,
+            legacy,
+        } = prepared;
+        let (keys, by_hash, index, legacy_tree) = (
             &self.inner.keys,
             &self.inner.keys_by_hash,
             &self.inner.key_index,
+            &self.inner.legacy_key_hashes,
         );
-        (keys, by_hash, index).transaction(|(keys, by_hash, index)| {
-            for (key, value) in batch.iter().zip(&values) {
-                if by_hash.get(key.key_hash.as_bytes())?.is_some() {
-                    return abort(Error::Conflict(
-                        "a key with this hash already exists".into(),
-                    ));
+        (keys, by_hash, index, legacy_tree).transaction(
+            |(keys, by_hash, index, legacy_tree)| {
+                for (key, value) in batch.iter().zip(&values) {
+                    if by_hash.get(key.key_hash.as_bytes())?.is_some() {
+                        return abort(Error::Conflict(
+                            "a key with this hash already exists".into(),
+                        ));
+                    }
+                    if keys.get(key.id.0.as_bytes())?.is_some() {
+                        return abort(Error::Conflict("a key with this id already exists".into()));
+                    }
+                    keys.insert(key.id.0.as_bytes(), value.as_slice())?;
+                    by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
                 }
-                if keys.get(key.id.0.as_bytes())?.is_some() {
-                    return abort(Error::Conflict("a key with this id already exists".into()));
+                key_index::apply(index, &diff)?;
+                for (hash, _, entry) in &legacy {
+                    legacy_tree.insert(hash.as_bytes(), entry.as_slice())?;
                 }
-                keys.insert(key.id.0.as_bytes(), value.as_slice())?;
-                by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
-            }
-            key_index::apply(index, &diff)?;
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         let ids: Vec<KeyId> = batch.iter().map(|k| k.id).collect();
         self.forget_keys(&ids);
         self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
         for key in batch {
             self.emit(StoreEvent::KeyChanged {
                 id: key.id,
-                key_hash: key.key_hash.clone(),
+                key_hash: key.key_hash,
             });
+        }
+        // A key that was unknown under its legacy hash a moment ago is known now.
+        for (hash, id, _) in legacy {
+            self.emit(StoreEvent::KeyChanged { id, key_hash: hash });
         }
         Ok(())
     }

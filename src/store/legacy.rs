@@ -57,6 +57,11 @@ fn guess_prefix(raw: &str) -> &str {
     }
 }
 
+/// A legacy hash's stored entry.
+pub(super) fn encode_entry(key_id: KeyId, source: String) -> Result<Vec<u8>, Error> {
+    encode(&LegacyKeyHash { key_id, source })
+}
+
 impl Store {
     /// Registers (or relabels) a source and seals its hashing secret.
     pub fn put_legacy_source(&self, id: &str, label: &str, secret: &str) -> Result<(), Error> {
@@ -115,13 +120,10 @@ impl Store {
         key_id: KeyId,
         source: &str,
     ) -> Result<(), Error> {
-        let entry = LegacyKeyHash {
-            key_id,
-            source: source.to_string(),
-        };
-        self.inner
-            .legacy_key_hashes
-            .insert(legacy_hash.as_bytes(), encode(&entry)?)?;
+        self.inner.legacy_key_hashes.insert(
+            legacy_hash.as_bytes(),
+            encode_entry(key_id, source.to_string())?,
+        )?;
         // A key that was unknown a moment ago may be known now.
         self.emit(StoreEvent::KeyChanged {
             id: key_id,

@@ -41,8 +41,10 @@ pub use exports::{DownloadGrant, ExportId, ExportRecord, ExportState};
 pub use imports::{ImportLink, SealedBlob};
 pub use key_index::month_start;
 pub use key_query::{KeyFilter, KeyHit, KeyOrder, KeyPage, KeyPosition, KeySortField};
+pub use keys::PreparedKeys;
 pub use legacy::{LegacyKeyHash, LegacySource};
 pub use usage::REQUEST_LOG_MAX;
+pub use usage_bulk::UsageBulk;
 pub use usage_query::{
     closed_horizon, RankKind, RankedCost, RequestLogEntry, RequestLogFilter, REQUEST_LOG_MAX_AGE,
 };

@@ -23,6 +23,17 @@ use crate::domain::{UsageSubject, UsageTotals};
 use chrono::{DateTime, Utc};
 use sled::Transactional;
 
+/// One chunk of imported usage, merged and planned ahead of its write
+/// ([`Store::prepare_usage_bulk`]), so that the thread that writes to sled
+/// does only the writing.
+pub struct UsageBulk {
+    plan: BucketPlan,
+    rank: super::usage_query::RankPlan,
+    checkpoints: Vec<SealedBlob>,
+    /// Whether it reaches a closed hour (cached analytics must go).
+    closed_hours: bool,
+}
+
 impl Store {
     /// Adds `hourly` (subject, hour, delta) like [`Store::apply_usage`] and
     /// writes `checkpoints` (sealed import blobs) in the same transaction.
@@ -32,8 +43,32 @@ impl Store {
         hourly: &[(UsageSubject, DateTime<Utc>, UsageTotals)],
         checkpoints: &[SealedBlob],
     ) -> Result<(), Error> {
-        let plan = BucketPlan::of(hourly, self.time_zone());
-        let rank = self.rank_plan(hourly);
+        let bulk = self.prepare_usage_bulk(hourly, checkpoints.to_vec());
+        self.write_usage_bulk(bulk)
+    }
+
+    /// Merges and plans a chunk (pure CPU: no store access but the zone).
+    pub fn prepare_usage_bulk(
+        &self,
+        hourly: &[(UsageSubject, DateTime<Utc>, UsageTotals)],
+        checkpoints: Vec<SealedBlob>,
+    ) -> UsageBulk {
+        UsageBulk {
+            plan: BucketPlan::of(hourly, self.time_zone()),
+            rank: self.rank_plan(hourly),
+            checkpoints,
+            closed_hours: self.reaches_closed_hours(hourly),
+        }
+    }
+
+    /// Writes a prepared chunk and its checkpoints in one transaction.
+    pub fn write_usage_bulk(&self, bulk: UsageBulk) -> Result<(), Error> {
+        let UsageBulk {
+            plan,
+            rank,
+            checkpoints,
+            closed_hours,
+        } = bulk;
         let trees = (
             &self.inner.usage,
             self.rank_tree(),
@@ -43,13 +78,15 @@ impl Store {
         trees.transaction(|(usage, rank_tree, index, imports)| {
             super::usage_query::apply_rank(rank_tree, &rank)?;
             plan.write(usage, index)?;
-            for blob in checkpoints {
+            for blob in &checkpoints {
                 imports.insert(blob.key.as_slice(), blob.value.as_slice())?;
             }
             Ok(())
         })?;
         self.forget_keys(&plan.keys());
-        self.note_usage_written(hourly);
+        if closed_hours {
+            self.note_closed_hours_written();
+        }
         Ok(())
     }
 }

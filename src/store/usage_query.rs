@@ -298,13 +298,24 @@ impl Store {
     /// Counts a write that reaches an hour before the previous one, so that
     /// cached answers about closed hours are no longer trusted.
     pub(crate) fn note_usage_written(&self, hourly: &[(UsageSubject, DateTime<Utc>, UsageTotals)]) {
-        let horizon = closed_horizon(Utc::now());
-        if hourly.iter().any(|(_, hour, _)| *hour < horizon) {
-            self.inner
-                .analytics
-                .generation
-                .fetch_add(1, Ordering::AcqRel);
+        if self.reaches_closed_hours(hourly) {
+            self.note_closed_hours_written();
         }
+    }
+
+    pub(crate) fn reaches_closed_hours(
+        &self,
+        hourly: &[(UsageSubject, DateTime<Utc>, UsageTotals)],
+    ) -> bool {
+        let horizon = closed_horizon(Utc::now());
+        hourly.iter().any(|(_, hour, _)| *hour < horizon)
+    }
+
+    pub(crate) fn note_closed_hours_written(&self) {
+        self.inner
+            .analytics
+            .generation
+            .fetch_add(1, Ordering::AcqRel);
     }
 
     /// Changes whenever usage of a closed hour (see [`closed_horizon`]) is
