@@ -643,6 +643,24 @@ pub(super) fn put_link(
     Ok(())
 }
 
+/// Like [`put_link`] for a record created in this run: the sealed link is
+/// returned for the record's own transaction (None when dry-running).
+pub(super) fn stage_link(
+    ctx: &mut Ctx<'_>,
+    kind: &'static str,
+    crs_id: &str,
+    local_id: uuid::Uuid,
+    base: serde_json::Value,
+) -> Result<Option<crate::store::SealedBlob>, Error> {
+    let link = ImportLink {
+        local_id,
+        base,
+        imported_at: ctx.now,
+    };
+    let dry = ctx.opts.dry_run;
+    Ok(ctx.links.stage(dry, kind, crs_id, link)?)
+}
+
 pub(super) fn note_conflicts(ctx: &mut Ctx<'_>, record: &str, fields: &[String]) {
     for field in fields {
         ctx.report.conflicts.push(super::report::Conflict {

@@ -3,7 +3,7 @@
 //! mapped onto [`KeyPolicy`], per-key rate → cost multiplier, bindings, and
 //! the CRS hash kept as a legacy hash so the raw key keeps working.
 
-use super::accounts::{from_value, non_empty, note_conflicts, put_link, to_value};
+use super::accounts::{from_value, non_empty, note_conflicts, put_link, stage_link, to_value};
 use super::fields::{flag, int, json, list, millis, text, time, usd};
 use super::merge::{id_at, three_way, KIND_ACCOUNT, KIND_GROUP, KIND_KEY};
 use super::source::Fields;
@@ -13,7 +13,7 @@ use crate::limits::{
     ActivationUnit, Budgets, ClientKind, ConcurrencyLimit, EndpointFamily, Expiry, FamilyBudget,
     KeyPolicy, ModelRule, ModelScope, RateWindow, WaitQueue, WeeklyReset, MAX_QUEUE_WAIT_MS,
 };
-use crate::store::Store;
+use crate::store::{SealedBlob, Store};
 use chrono::{DateTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -172,15 +172,24 @@ pub(super) async fn import_keys(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes a chunk's new keys with their legacy hashes in one transaction,
-/// in the background (encoded and indexed here first, so the writer thread
-/// only writes; the next chunk is read meanwhile). Their links are already
-/// written: a crash before the commit leaves links whose keys a rerun
-/// creates under the same ids (see `upsert_key`).
+/// A key created in this run, written with its chunk.
+struct NewKey {
+    key: ApiKey,
+    /// CRS's hash of the raw key.
+    legacy_hash: String,
+    /// The import link (None when dry-running).
+    link: Option<SealedBlob>,
+}
+
+/// Writes a chunk's new keys with their legacy hashes and import links in
+/// one transaction, in the background (encoded and indexed here first, so
+/// the writer thread only writes; the next chunk is read meanwhile). A
+/// crash leaves each chunk wholly in or wholly out: a rerun creates what is
+/// missing under the same CRS ids.
 async fn create_keys(
     ctx: &mut Ctx<'_>,
     bg: &mut Background,
-    created: Vec<(ApiKey, String)>,
+    created: Vec<NewKey>,
 ) -> Result<(), Error> {
     let Some(store) = ctx.writer().cloned() else {
         return Ok(());
@@ -189,12 +198,15 @@ async fn create_keys(
         return Ok(());
     }
     let source = &ctx.links.source;
-    let legacy = created
-        .iter()
-        .map(|(key, hash)| (hash.clone(), key.id, source.clone()))
-        .collect();
-    let keys = created.into_iter().map(|(key, _)| key).collect();
-    let prepared = Store::prepare_keys(keys, legacy)?;
+    let mut keys = Vec::with_capacity(created.len());
+    let mut legacy = Vec::with_capacity(created.len());
+    let mut links = Vec::with_capacity(created.len());
+    for new in created {
+        legacy.push((new.legacy_hash, new.key.id, source.clone()));
+        links.extend(new.link);
+        keys.push(new.key);
+    }
+    let prepared = Store::prepare_keys(keys, legacy, links)?;
     bg.run(move || store.write_keys(prepared)).await
 }
 
@@ -202,7 +214,7 @@ fn import_one(
     ctx: &mut Ctx<'_>,
     g: &Globals,
     names: &mut HashMap<String, KeyId>,
-    created_keys: &mut Vec<(ApiKey, String)>,
+    created_keys: &mut Vec<NewKey>,
     id: &str,
     f: &Fields,
 ) -> Result<(), Error> {
@@ -483,7 +495,7 @@ fn placeholder_hash(source: &str, crs_id: &str) -> String {
 /// with its chunk by `create_keys`).
 fn upsert_key(
     ctx: &mut Ctx<'_>,
-    created_keys: &mut Vec<(ApiKey, String)>,
+    created_keys: &mut Vec<NewKey>,
     crs_id: &str,
     record: &str,
     mut incoming: KeyFields,
@@ -518,8 +530,12 @@ fn upsert_key(
             policy: KeyPolicy::default(),
         };
         incoming.clone().apply(&mut key);
-        put_link(ctx, KIND_KEY, crs_id, id.0, to_value(&incoming)?)?;
-        created_keys.push((key, legacy));
+        let link = stage_link(ctx, KIND_KEY, crs_id, id.0, to_value(&incoming)?)?;
+        created_keys.push(NewKey {
+            key,
+            legacy_hash: legacy,
+            link,
+        });
         ctx.report.section(SECTION).created += 1;
         return Ok(id);
     };

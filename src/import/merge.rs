@@ -88,6 +88,11 @@ impl Links {
         kind: &'static str,
         foreign: &str,
     ) -> Result<Option<ImportLink>, store::Error> {
+        // Every stored link's id was loaded (or added) here: an unknown id
+        // has no link, and asking the store would wait for a write in flight.
+        if self.local_id(kind, foreign).is_none() {
+            return Ok(None);
+        }
         match &self.store {
             Some(store) => store.import_link(&self.source, kind, foreign),
             None => Ok(None),
@@ -114,6 +119,26 @@ impl Links {
         }
         self.ids.insert((kind, foreign.to_string()), link.local_id);
         Ok(())
+    }
+
+    /// Records a new record's link in memory and returns it sealed, for the
+    /// caller to commit in the record's own transaction (None when
+    /// dry-running): link and record then exist together or not at all.
+    pub fn stage(
+        &mut self,
+        dry_run: bool,
+        kind: &'static str,
+        foreign: &str,
+        link: ImportLink,
+    ) -> Result<Option<store::SealedBlob>, store::Error> {
+        let sealed = match (&self.store, dry_run) {
+            (Some(store), false) => {
+                Some(store.seal_import_link(&self.source, kind, foreign, &link)?)
+            }
+            _ => None,
+        };
+        self.ids.insert((kind, foreign.to_string()), link.local_id);
+        Ok(sealed)
     }
 }
 

@@ -302,8 +302,14 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     // In our id order, so each batch's key buckets are neighbours in the store.
     keys.sort_by_key(|(k, _)| ctx.links.local_id(KIND_KEY, k));
     let mut bg = Background::default();
+    let chunks: Vec<&[(String, Vec<BucketRef>)]> = keys.chunks(KEYS_PER_BATCH).collect();
     let result: Result<(), Error> = async {
-        for batch in keys.chunks(KEYS_PER_BATCH) {
+        let mut known_next = match chunks.first() {
+            Some(first) => known_keys(ctx, first)?,
+            None => HashMap::new(),
+        };
+        for (at, batch) in chunks.iter().copied().enumerate() {
+            let mut known = std::mem::take(&mut known_next);
             let mut names = Vec::new();
             for (k, refs) in batch {
                 names.extend(refs.iter().map(|r| bucket_key("usage", k, r, &interner)));
@@ -321,16 +327,10 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                     );
                     continue;
                 };
-                let start = ctx
-                    .store
-                    .and_then(|s| s.get_key(key_id).ok().flatten())
-                    .map_or(ctx.now, |k| k.created_at);
+                let KnownKey { created_at, saved } = known.remove(crs_key).unwrap_or_default();
+                let start = created_at.unwrap_or(ctx.now);
                 let series = into_series(refs, fields, &interner, false);
-                let blob = format!("usage/key/{crs_key}");
-                let saved = match ctx.store {
-                    Some(store) => store.import_blob(&ctx.links.source, &blob)?,
-                    None => None,
-                };
+                let blob = key_blob(crs_key);
                 let had_cutoff = matches!(saved, Some(Saved::Cut { .. }));
                 let prev: Option<(Cutoff, BTreeMap<String, Checkpoint>)> =
                     previous(saved, prev_cutoff.as_ref());
@@ -380,6 +380,13 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                     pending.checkpoints.push(sealed);
                 }
             }
+            // The next chunk's store state is read between two writes:
+            // sled's reads wait for a transaction in flight, so reading it
+            // here lets the placing above overlap the previous write.
+            bg.wait().await?;
+            if let Some(next) = chunks.get(at + 1) {
+                known_next = known_keys(ctx, next)?;
+            }
             commit(ctx, &mut bg, &mut pending).await?;
         }
         import_account_usage(
@@ -427,6 +434,39 @@ fn add_summary(ctx: &mut Ctx<'_>, t: &UsageTotals) {
     u.cache_read_tokens += t.cache_read_tokens;
     u.billed_cost_nanos += t.billed_cost.0;
     u.buckets += 1;
+}
+
+/// What the store holds about a key whose usage is imported.
+#[derive(Default)]
+struct KnownKey {
+    /// Our key's creation time (where a lifetime remainder is placed).
+    created_at: Option<DateTime<Utc>>,
+    /// The previous run's checkpoint.
+    saved: Option<Saved<BTreeMap<String, Checkpoint>>>,
+}
+
+fn key_blob(crs_key: &str) -> String {
+    format!("usage/key/{crs_key}")
+}
+
+/// Reads what the store holds about a chunk's keys, by CRS key id.
+fn known_keys(
+    ctx: &Ctx<'_>,
+    batch: &[(String, Vec<BucketRef>)],
+) -> Result<HashMap<String, KnownKey>, Error> {
+    let Some(store) = ctx.store else {
+        return Ok(HashMap::new());
+    };
+    let mut out = HashMap::with_capacity(batch.len());
+    for (crs_key, _) in batch {
+        let Some(id) = ctx.links.local_id(KIND_KEY, crs_key) else {
+            continue;
+        };
+        let created_at = store.get_key(KeyId(id))?.map(|k| k.created_at);
+        let saved = store.import_blob(&ctx.links.source, &key_blob(crs_key))?;
+        out.insert(crs_key.clone(), KnownKey { created_at, saved });
+    }
+    Ok(out)
 }
 
 /// Commits a batch's usage with its checkpoints (see the module doc), in

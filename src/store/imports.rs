@@ -88,6 +88,20 @@ impl Store {
         Ok(())
     }
 
+    /// A link sealed for a write in another transaction
+    /// ([`Store::prepare_keys`]).
+    pub fn seal_import_link(
+        &self,
+        source: &str,
+        kind: &str,
+        foreign_id: &str,
+        link: &ImportLink,
+    ) -> Result<SealedBlob, Error> {
+        let key = link_key(source, kind, foreign_id);
+        let value = self.seal_value(&key, link)?;
+        Ok(SealedBlob { key, value })
+    }
+
     /// Every link of one kind from one source: (foreign id, link).
     pub fn import_links(
         &self,

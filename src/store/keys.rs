@@ -20,6 +20,8 @@ pub struct PreparedKeys {
     diff: key_index::IndexDiff,
     /// (legacy hash, key id, encoded entry).
     legacy: Vec<(String, KeyId, Vec<u8>)>,
+    /// Import links of the keys (`imports` tree).
+    links: Vec<super::SealedBlob>,
 }
 
 impl Store {
@@ -60,15 +62,17 @@ impl Store {
     /// merged, so a batch writes each counter once; batch creates and bulk
     /// imports use this instead of one transaction per key.
     pub fn create_keys(&self, batch: &[ApiKey]) -> Result<(), Error> {
-        self.write_keys(Store::prepare_keys(batch.to_vec(), Vec::new())?)
+        self.write_keys(Store::prepare_keys(batch.to_vec(), Vec::new(), Vec::new())?)
     }
 
     /// Encodes and indexes a batch ahead of its write (pure CPU), so that an
     /// importer's writer thread only writes. `legacy` are (legacy hash, key
-    /// id, source) entries committed with the keys (see `legacy.rs`).
+    /// id, source) entries (see `legacy.rs`) and `links` import links, both
+    /// committed with the keys.
     pub fn prepare_keys(
         batch: Vec<ApiKey>,
         legacy: Vec<(String, KeyId, String)>,
+        links: Vec<super::SealedBlob>,
     ) -> Result<PreparedKeys, Error> {
         let mut hashes = std::collections::BTreeSet::new();
         let mut values = Vec::with_capacity(batch.len());
@@ -91,6 +95,7 @@ impl Store {
             values,
             diff,
             legacy,
+            links,
         })
     }
 
@@ -101,34 +106,37 @@ impl Store {
             values,
             diff,
             legacy,
+            links,
         } = prepared;
-        let (keys, by_hash, index, legacy_tree) = (
+        let trees = (
             &self.inner.keys,
             &self.inner.keys_by_hash,
             &self.inner.key_index,
             &self.inner.legacy_key_hashes,
+            &self.inner.imports,
         );
-        (keys, by_hash, index, legacy_tree).transaction(
-            |(keys, by_hash, index, legacy_tree)| {
-                for (key, value) in batch.iter().zip(&values) {
-                    if by_hash.get(key.key_hash.as_bytes())?.is_some() {
-                        return abort(Error::Conflict(
-                            "a key with this hash already exists".into(),
-                        ));
-                    }
-                    if keys.get(key.id.0.as_bytes())?.is_some() {
-                        return abort(Error::Conflict("a key with this id already exists".into()));
-                    }
-                    keys.insert(key.id.0.as_bytes(), value.as_slice())?;
-                    by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+        trees.transaction(|(keys, by_hash, index, legacy_tree, imports)| {
+            for (key, value) in batch.iter().zip(&values) {
+                if by_hash.get(key.key_hash.as_bytes())?.is_some() {
+                    return abort(Error::Conflict(
+                        "a key with this hash already exists".into(),
+                    ));
                 }
-                key_index::apply(index, &diff)?;
-                for (hash, _, entry) in &legacy {
-                    legacy_tree.insert(hash.as_bytes(), entry.as_slice())?;
+                if keys.get(key.id.0.as_bytes())?.is_some() {
+                    return abort(Error::Conflict("a key with this id already exists".into()));
                 }
-                Ok(())
-            },
-        )?;
+                keys.insert(key.id.0.as_bytes(), value.as_slice())?;
+                by_hash.insert(key.key_hash.as_bytes(), key.id.0.as_bytes())?;
+            }
+            key_index::apply(index, &diff)?;
+            for (hash, _, entry) in &legacy {
+                legacy_tree.insert(hash.as_bytes(), entry.as_slice())?;
+            }
+            for link in &links {
+                imports.insert(link.key.as_slice(), link.value.as_slice())?;
+            }
+            Ok(())
+        })?;
         let ids: Vec<KeyId> = batch.iter().map(|k| k.id).collect();
         self.forget_keys(&ids);
         self.inner.key_writes.fetch_add(1, Ordering::AcqRel);
