@@ -321,18 +321,35 @@ async fn run_with(
             .notes
             .push(format!("the CRS admin user is {admin:?}"));
     }
+    let started = std::time::Instant::now();
+    let timed = |section: &str, since: std::time::Instant| {
+        tracing::info!(
+            section,
+            seconds = since.elapsed().as_secs_f64(),
+            "import section done"
+        );
+    };
     if opts.only.groups {
+        let t = std::time::Instant::now();
         accounts::import_groups(&mut ctx).await?;
+        timed("groups", t);
     }
     if opts.only.accounts {
+        let t = std::time::Instant::now();
         accounts::import_accounts(&mut ctx).await?;
+        timed("accounts", t);
     }
     if opts.only.keys {
+        let t = std::time::Instant::now();
         keys::import_keys(&mut ctx).await?;
+        timed("keys", t);
     }
     if opts.only.usage {
+        let t = std::time::Instant::now();
         usage::import_usage(&mut ctx).await?;
+        timed("usage", t);
     }
+    timed("all", started);
     if let Some(store) = ctx.writer() {
         store.flush().await?;
     }
