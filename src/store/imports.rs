@@ -31,6 +31,20 @@ fn blob_key(source: &str, name: &str) -> Vec<u8> {
     format!("{source}\0b\0{name}").into_bytes()
 }
 
+/// Format byte of a sealed import record: the vault's sealing of the
+/// zstd-compressed JSON. Records written before it are the base64 text of
+/// the sealed JSON, which never starts with this byte, and still read. The
+/// compact form matters to `import-redis`: a link's merge base and a usage
+/// checkpoint are a kilobyte of JSON each, per key.
+const SEALED_ZSTD: u8 = 0x01;
+const ZSTD_LEVEL: i32 = 1;
+
+fn aad(key: &[u8]) -> Vec<u8> {
+    let mut aad = b"import/".to_vec();
+    aad.extend_from_slice(key);
+    aad
+}
+
 /// A checkpoint blob sealed ahead of a write, so that it can be committed
 /// in the same transaction as what it records ([`Store::apply_usage_bulk`]).
 #[derive(Clone)]
@@ -43,21 +57,29 @@ impl Store {
     fn seal_value<T: Serialize>(&self, key: &[u8], value: &T) -> Result<Vec<u8>, Error> {
         let plain = serde_json::to_vec(value)
             .map_err(|e| Error::Corrupt(format!("encode import record: {e}")))?;
-        let mut aad = b"import/".to_vec();
-        aad.extend_from_slice(key);
-        let sealed = self.inner.vault.seal(&aad, &plain)?;
-        Ok(base64::engine::general_purpose::STANDARD
-            .encode(sealed)
-            .into_bytes())
+        let packed = zstd::bulk::compress(&plain, ZSTD_LEVEL)
+            .map_err(|e| Error::Corrupt(format!("compress import record: {e}")))?;
+        let sealed = self.inner.vault.seal(&aad(key), &packed)?;
+        let mut out = Vec::with_capacity(1 + sealed.len());
+        out.push(SEALED_ZSTD);
+        out.extend_from_slice(&sealed);
+        Ok(out)
     }
 
     fn open_value<T: DeserializeOwned>(&self, key: &[u8], stored: &[u8]) -> Result<T, Error> {
-        let sealed = base64::engine::general_purpose::STANDARD
-            .decode(stored)
-            .map_err(|_| Error::Corrupt("import record is not base64".into()))?;
-        let mut aad = b"import/".to_vec();
-        aad.extend_from_slice(key);
-        let plain = self.inner.vault.open(&aad, &sealed)?;
+        let plain = match stored.split_first() {
+            Some((&SEALED_ZSTD, sealed)) => {
+                let packed = self.inner.vault.open(&aad(key), sealed)?;
+                zstd::stream::decode_all(packed.as_slice())
+                    .map_err(|e| Error::Corrupt(format!("import record: {e}")))?
+            }
+            _ => {
+                let sealed = base64::engine::general_purpose::STANDARD
+                    .decode(stored)
+                    .map_err(|_| Error::Corrupt("import record is not base64".into()))?;
+                self.inner.vault.open(&aad(key), &sealed)?
+            }
+        };
         serde_json::from_slice(&plain).map_err(|e| Error::Corrupt(format!("import record: {e}")))
     }
 
@@ -204,5 +226,42 @@ mod tests {
         store.put_import_blob("s1", "cutoff", &42u32).unwrap();
         assert_eq!(store.import_blob::<u32>("s1", "cutoff").unwrap(), Some(42));
         assert_eq!(store.import_blob::<u32>("s2", "cutoff").unwrap(), None);
+    }
+
+    #[test]
+    fn records_are_sealed_compressed_and_the_older_base64_form_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let base = serde_json::json!({
+            "name": "team key", "secret": "sk-ant-api03-secret",
+            "tags": ["a", "b"], "budgets": {"daily": 5.0, "total": 0.0}
+        });
+        let link = ImportLink {
+            local_id: uuid::Uuid::now_v7(),
+            base,
+            imported_at: Utc::now(),
+        };
+        store.put_import_link("s1", "key", "crs-1", &link).unwrap();
+        let key = link_key("s1", "key", "crs-1");
+        let stored = store.inner.imports.get(&key).unwrap().unwrap();
+        let json = serde_json::to_vec(&link).unwrap();
+        assert_eq!(stored[0], SEALED_ZSTD);
+        assert!(
+            stored.len() < json.len(),
+            "{} vs {}",
+            stored.len(),
+            json.len()
+        );
+        assert!(!String::from_utf8_lossy(&stored).contains("sk-ant"));
+        // Another key's AAD does not open it.
+        let other = link_key("s1", "key", "crs-2");
+        store.inner.imports.insert(&other, stored.as_ref()).unwrap();
+        assert!(store.import_link("s1", "key", "crs-2").is_err());
+
+        // A record as written before the compact form: base64 of the sealed JSON.
+        let sealed = store.inner.vault.seal(&aad(&key), &json).unwrap();
+        let old = base64::engine::general_purpose::STANDARD.encode(sealed);
+        store.inner.imports.insert(&key, old.as_bytes()).unwrap();
+        assert_eq!(store.import_link("s1", "key", "crs-1").unwrap(), Some(link));
     }
 }
