@@ -209,12 +209,7 @@ async fn import_redis(
             master_key_file: config.master_key_path(),
             cache_capacity_bytes: config.sled_cache_bytes,
         })
-        .with_context(|| {
-            format!(
-                "cannot open the store in {} (stop the relay first: the store is locked while it runs)",
-                config.data_dir.display()
-            )
-        })?;
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         Some(store)
     };
     let progress = claude_relay::import::BarProgress::default();

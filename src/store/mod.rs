@@ -195,7 +195,20 @@ impl Store {
         let db = sled::Config::new()
             .path(opts.data_dir.join(DB_DIR))
             .cache_capacity(opts.cache_capacity_bytes)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled holds an exclusive file lock while a process has it
+                // open, and reports it only in the error's text.
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    Error::Sled(format!(
+                        "the store is in use by another process (stop the relay first): {e}"
+                    ))
+                }
+                e => e.into(),
+            })?;
         let meta = db.open_tree(trees::META)?;
         meta::check_supported(&meta)?;
         let accounts = db.open_tree(trees::ACCOUNTS)?;
