@@ -6,10 +6,10 @@
 //! and under `import-redis`'s write load glibc spent about half the CPU in
 //! `_int_malloc`/`unlink_chunk` walking fragmented free lists; jemalloc took
 //! the 100,000-key import from 121 s to 71 s (same binary otherwise). The
-//! relay's own figures barely move: on the 100,000-key admin benchmark store
-//! it held 192 MB after the target queries against glibc's 184–187 MB (with
-//! glibc capped at two arenas), inside the 256 MB goal. mimalloc was as fast
-//! but held 287 MB there.
+//! relay's own figures do not move: on the 100,000-key admin benchmark store
+//! it held 229 MB after the target queries against 226 MB for glibc capped
+//! at two arenas (same store, `examples/admin_bench.rs`), inside the 256 MB
+//! goal. mimalloc was as fast but held about 100 MB more there.
 //!
 //! Why two arenas: jemalloc's default is four per core, and memory freed in
 //! one arena is not reused by another; the box is small (1–2 cores) and the
