@@ -327,6 +327,21 @@ mod tests {
     use super::test_support::*;
     use super::*;
 
+    #[test]
+    fn a_store_held_open_elsewhere_is_refused_with_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = open(dir.path());
+        let err = match Store::open(&options(dir.path())) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a second open of a held store succeeded"),
+        };
+        assert!(
+            err.contains("in use by another process (stop the relay first)"),
+            "{err}"
+        );
+        drop(held);
+    }
+
     #[tokio::test]
     async fn fresh_store_creates_a_0600_key_file_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
