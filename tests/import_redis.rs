@@ -795,7 +795,9 @@ async fn only_named_sections_and_other_platforms_reported_as_skipped() {
 /// An import interrupted in the middle of its usage (here by a usage
 /// bucket of the wrong type, which fails the second batch's Redis read
 /// after the first batch committed) and then rerun counts every request
-/// exactly once: the same totals as one clean import.
+/// exactly once: the same totals as one clean import, and the same budget
+/// counters (the first batch's spend, committed before the interruption,
+/// is seeded by the rerun).
 #[tokio::test]
 async fn interrupted_usage_import_rerun_counts_nothing_twice() {
     let redis = start_redis().await;
@@ -826,6 +828,7 @@ async fn interrupted_usage_import_rerun_counts_nothing_twice() {
                 ("isActive", "true"),
                 ("apiKey", &hash),
                 ("createdAt", &created),
+                ("dailyCostLimit", "100"),
             ])
             .query_async(&mut con)
             .await
@@ -860,13 +863,18 @@ async fn interrupted_usage_import_rerun_counts_nothing_twice() {
     assert!(failed.is_err(), "the poisoned bucket stops the import");
     let partial = store.usage_total(&UsageSubject::Global, None).unwrap();
     assert!(partial.requests > 0, "the first batch committed");
+    assert_eq!(
+        seeded(&store),
+        (0, 0),
+        "budgets are seeded once, at the end"
+    );
 
     let _: () = redis::cmd("DEL")
         .arg(&bad)
         .query_async(&mut con)
         .await
         .unwrap();
-    import_into(Some(&store), &redis.url, false).await;
+    let resumed = import_into(Some(&store), &redis.url, false).await;
     let clean_dir = tempfile::tempdir().unwrap();
     let clean = open_store(clean_dir.path());
     import_into(Some(&clean), &redis.url, false).await;
@@ -875,6 +883,23 @@ async fn interrupted_usage_import_rerun_counts_nothing_twice() {
     assert!(rerun.requests > partial.requests);
     assert_eq!(rerun, once, "interrupted + rerun = one clean import");
     assert_eq!(once.requests, 154 + 2 * (extra as u64 + 1));
+    // Every imported cent is in the total budgets, today's in the daily ones.
+    let (total, daily) = seeded(&clean);
+    assert_eq!(total, once.billed_cost.0);
+    assert!(daily >= 700_000 * (extra as u64 + 1), "{daily}");
+    assert_eq!(
+        seeded(&store),
+        (total, daily),
+        "interrupted + rerun seeds as one import"
+    );
+    let mut seeds_left = 0;
+    store
+        .for_each_import_blob(&resumed.source_id, "seed/", |_, _: serde_json::Value| {
+            seeds_left += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seeds_left, 0, "applied seed records are removed");
     // And a further rerun adds nothing.
     let again = import_into(Some(&store), &redis.url, false).await;
     assert_eq!(again.usage.requests, 0, "{again}");
@@ -882,4 +907,18 @@ async fn interrupted_usage_import_rerun_counts_nothing_twice() {
         store.usage_total(&UsageSubject::Global, None).unwrap(),
         once
     );
+    assert_eq!(
+        seeded(&store),
+        (total, daily),
+        "a rerun seeds nothing again"
+    );
+}
+
+/// Sums of the seeded budget counters: (lifetime totals, daily counters).
+fn seeded(store: &Store) -> (u64, u64) {
+    let snap: claude_relay::limits::LimitsSnapshot =
+        store.get_state("limits").unwrap().unwrap_or_default();
+    snap.keys
+        .iter()
+        .fold((0, 0), |(t, d), k| (t + k.total.0, d + k.daily.used.0))
 }

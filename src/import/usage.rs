@@ -6,7 +6,10 @@
 //! is new since the previous run's cutoff is imported; checkpoints are kept
 //! per series in the store's import blobs. Budget counters (total, and the
 //! current day and week for keys with CRS budgets) are seeded from the same
-//! placements, so limits continue where CRS left them.
+//! placements, so limits continue where CRS left them: each key's spend is
+//! written as a seed record with its usage, and the seeds are added to the
+//! counters once, at the end (see [`seed_limits`]), so an interrupted
+//! import's seeds are applied by the next run.
 //!
 //! Memory: one SCAN collects only compact references (interned model and
 //! label ids) grouped by key; values are read key batch by key batch.
@@ -35,10 +38,18 @@ use crate::limits::{
 use crate::store::SealedBlob;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 const SECTION: &str = "usage";
 const CUTOFF_BLOB: &str = "usage/cutoff";
+/// The last seed run number handed out (each usage import takes the next).
+const SEED_RUN_BLOB: &str = "seed-run";
+/// The highest seed run whose seeds are in the budget counters.
+const SEEDS_APPLIED_BLOB: &str = "seeds-applied";
+/// Seed records: `seed/<run, 20 digits>/<key id>`.
+const SEED_PREFIX: &str = "seed/";
+/// Spend older than this cannot fall in a current day or week in any zone.
+const SEED_RECENT_DAYS: i64 = 8;
 /// The store's name for the checkpointed limit counters (app.rs `LIMITS_STATE`).
 const LIMITS_STATE: &str = "limits";
 /// CRS keys whose buckets are read per pipeline round and written per
@@ -262,12 +273,29 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
-/// Budget counters to seed, per key.
-#[derive(Default)]
-struct Spend {
+/// A key's imported spend that is not yet in its budget counters. Written
+/// in the transaction of the key's usage; applied and removed by
+/// [`seed_limits`].
+#[derive(Default, Deserialize, Serialize)]
+struct Seed {
+    /// Billed nanos.
     total: u64,
-    /// (hour, billed nanos, Claude-family model)
-    placed: Vec<(DateTime<Utc>, u64, bool)>,
+    /// (hour, billed nanos, Claude-family model) of the last
+    /// [`SEED_RECENT_DAYS`] days, the only ones a day or week budget counts.
+    recent: Vec<(DateTime<Utc>, u64, bool)>,
+}
+
+fn seed_blob(run: u64, key_id: KeyId) -> String {
+    format!("{SEED_PREFIX}{run:020}/{}", key_id.0)
+}
+
+/// The run number of a seed record's name.
+fn seed_run(name: &str) -> Option<u64> {
+    name.strip_prefix(SEED_PREFIX)?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
@@ -276,6 +304,18 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         None => None,
     };
     let cutoff = Cutoff::at(ctx.now, ctx.offset);
+    let seed_run = match ctx.writer() {
+        Some(store) => {
+            let run = store
+                .import_blob::<u64>(&ctx.links.source, SEED_RUN_BLOB)?
+                .unwrap_or(0)
+                + 1;
+            store.put_import_blob(&ctx.links.source, SEED_RUN_BLOB, &run)?;
+            run
+        }
+        None => 0,
+    };
+    let recent_from = ctx.now - chrono::Duration::days(SEED_RECENT_DAYS);
     let mut interner = Interner::default();
     interner.id(""); // id 0: no model / no label
     let mut by_key: BTreeMap<String, Vec<BucketRef>> = BTreeMap::new();
@@ -296,7 +336,6 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         .await?;
     ctx.progress
         .phase("usage", (by_key.len() + by_account.len()) as u64);
-    let mut spend: BTreeMap<KeyId, Spend> = BTreeMap::new();
     let mut pending = Pending::default();
     let mut keys: Vec<(String, Vec<BucketRef>)> = by_key.into_iter().collect();
     // In our id order, so each batch's key buckets are neighbours in the store.
@@ -336,6 +375,7 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                     previous(saved, prev_cutoff.as_ref());
                 let mut next_cp = BTreeMap::new();
                 let mut placed_any = false;
+                let mut seed = Seed::default();
                 for (model_id, s) in &series {
                     let model = interner.name(*model_id).to_string();
                     let empty = Checkpoint::default();
@@ -360,10 +400,11 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                         ] {
                             pending.deltas.push((subject, hour, t));
                         }
-                        let sp = spend.entry(key_id).or_default();
-                        sp.total += t.billed_cost.0;
-                        sp.placed
-                            .push((hour, t.billed_cost.0, is_claude_family(&model)));
+                        seed.total += t.billed_cost.0;
+                        if hour >= recent_from && t.billed_cost.0 > 0 {
+                            seed.recent
+                                .push((hour, t.billed_cost.0, is_claude_family(&model)));
+                        }
                     }
                     next_cp.insert(model, s.checkpoint(&cutoff));
                 }
@@ -378,6 +419,11 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                     };
                     let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
                     pending.checkpoints.push(sealed);
+                    if seed.total > 0 {
+                        let name = seed_blob(seed_run, key_id);
+                        let sealed = store.seal_import_blob(&ctx.links.source, &name, &seed)?;
+                        pending.checkpoints.push(sealed);
+                    }
                 }
             }
             // The next chunk's store state is read between two writes:
@@ -403,7 +449,7 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     // Also after an error: what was started commits before the import returns.
     bg.wait().await?;
     result?;
-    seed_limits(ctx, &spend)?;
+    seed_limits(ctx)?;
     if let Some(store) = ctx.writer() {
         store.put_import_blob(&ctx.links.source, CUTOFF_BLOB, &cutoff)?;
     }
@@ -573,13 +619,20 @@ async fn import_account_usage(
 /// Adds the imported billed cost to the keys' budget counters: the lifetime
 /// total always; the current day and week for keys whose budgets name a zone
 /// (those with CRS daily or weekly Claude limits).
-fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), Error> {
-    let Some(store) = ctx.writer() else {
+///
+/// Exactly once: every seed record of a run above the applied marker is
+/// added, and the counters are written in one transaction with the marker
+/// raised to the highest run added; only then are the records removed. So
+/// seeds of an interrupted import are added by the next run, and an
+/// interruption here adds nothing twice.
+fn seed_limits(ctx: &mut Ctx<'_>) -> Result<(), Error> {
+    let Some(store) = ctx.writer().cloned() else {
         return Ok(());
     };
-    if spend.is_empty() {
-        return Ok(());
-    }
+    let source = ctx.links.source.clone();
+    let applied = store
+        .import_blob::<u64>(&source, SEEDS_APPLIED_BLOB)?
+        .unwrap_or(0);
     // A live relay's counters are newer than the stored checkpoint.
     let mut snap: LimitsSnapshot = match ctx.live_limits {
         Some(live) => live.snapshot(),
@@ -591,32 +644,44 @@ fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), 
         .enumerate()
         .map(|(i, k)| (k.key_id, i))
         .collect();
+    let mut seeded: HashSet<KeyId> = HashSet::new();
+    let mut highest = applied;
     let now = ctx.now;
-    for (key_id, sp) in spend {
-        let Some(key) = store.get_key(*key_id)? else {
-            continue;
+    store.for_each_import_blob(&source, SEED_PREFIX, |name, seed: Seed| {
+        let (Some(run), Some(key_id)) = (
+            seed_run(name),
+            name.rsplit('/')
+                .next()
+                .and_then(|id| id.parse().ok())
+                .map(KeyId),
+        ) else {
+            return Ok(());
         };
-        let idx = match index.get(key_id) {
-            Some(i) => *i,
-            None => {
-                index.insert(*key_id, snap.keys.len());
-                snap.keys.push(KeySnapshot {
-                    key_id: *key_id,
-                    activated_at: None,
-                    windows: Vec::new(),
-                    daily: PeriodCounter::default(),
-                    weekly: PeriodCounter::default(),
-                    monthly: PeriodCounter::default(),
-                    total: NanoUsd::ZERO,
-                    family: None,
-                });
-                snap.keys.len() - 1
-            }
+        if run <= applied {
+            return Ok(());
+        }
+        highest = highest.max(run);
+        let Some(key) = store.get_key(key_id)? else {
+            return Ok(());
         };
+        seeded.insert(key_id);
+        let idx = *index.entry(key_id).or_insert_with(|| {
+            snap.keys.push(KeySnapshot {
+                key_id,
+                activated_at: None,
+                windows: Vec::new(),
+                daily: PeriodCounter::default(),
+                weekly: PeriodCounter::default(),
+                monthly: PeriodCounter::default(),
+                total: NanoUsd::ZERO,
+                family: None,
+            });
+            snap.keys.len() - 1
+        });
         let ks = &mut snap.keys[idx];
-        ks.total = ks.total.saturating_add(NanoUsd(sp.total));
+        ks.total = ks.total.saturating_add(NanoUsd(seed.total));
         let Some(tz) = key.policy.budgets.time_zone else {
-            continue;
+            return Ok(());
         };
         let cal = Calendar {
             tz,
@@ -624,7 +689,7 @@ fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), 
         };
         let (day, week) = (cal.day(now), cal.week(now));
         let within = |family_only: bool, start: DateTime<Utc>, end: DateTime<Utc>| {
-            sp.placed
+            seed.recent
                 .iter()
                 .filter(|(t, _, fam)| *t >= start && *t < end && (!family_only || *fam))
                 .map(|(_, n, _)| *n)
@@ -642,21 +707,28 @@ fn seed_limits(ctx: &mut Ctx<'_>, spend: &BTreeMap<KeyId, Spend>) -> Result<(), 
             });
             add_period(&mut fam.week, week.start, week.end, family_spend);
         }
+        Ok(())
+    })?;
+    if highest > applied {
+        snap.keys.sort_by_key(|k| k.key_id);
+        let marker = store.seal_import_blob(&source, SEEDS_APPLIED_BLOB, &highest)?;
+        store.put_state_with_import_blob(LIMITS_STATE, &snap, marker)?;
+        if let Some(live) = ctx.live_limits {
+            // Only the seeded keys: requests settled since the snapshot
+            // above on other keys are not rolled back.
+            let seeded = LimitsSnapshot {
+                keys: snap
+                    .keys
+                    .into_iter()
+                    .filter(|k| seeded.contains(&k.key_id))
+                    .collect(),
+            };
+            live.restore(seeded);
+        }
     }
-    snap.keys.sort_by_key(|k| k.key_id);
-    store.put_state_quiet(LIMITS_STATE, &snap)?;
-    if let Some(live) = ctx.live_limits {
-        // Only the keys with imported spend: requests settled since the
-        // snapshot above on other keys are not rolled back.
-        let seeded = LimitsSnapshot {
-            keys: snap
-                .keys
-                .into_iter()
-                .filter(|k| spend.contains_key(&k.key_id))
-                .collect(),
-        };
-        live.restore(seeded);
-    }
+    store.remove_import_blobs(&source, SEED_PREFIX, |name| {
+        seed_run(name).is_some_and(|run| run <= highest)
+    })?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 /// One imported record: our id and the record as last imported.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -185,6 +186,67 @@ impl Store {
         let key = blob_key(source, name);
         let value = self.seal_value(&key, value)?;
         Ok(SealedBlob { key, value })
+    }
+
+    /// Calls `each` with every blob of `source` whose name starts with
+    /// `prefix`, in name order, one at a time (the blobs are never all in
+    /// memory).
+    pub fn for_each_import_blob<T: DeserializeOwned>(
+        &self,
+        source: &str,
+        prefix: &str,
+        mut each: impl FnMut(&str, T) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let start = blob_key(source, "");
+        for entry in self.inner.imports.scan_prefix(blob_key(source, prefix)) {
+            let (key, value) = entry?;
+            let name = String::from_utf8_lossy(&key[start.len()..]).into_owned();
+            each(&name, self.open_value(&key, &value)?)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the blobs of `source` named `prefix…` for which `remove`
+    /// holds; returns how many. One entry at a time: callers only remove
+    /// what a committed marker already says is done with.
+    pub fn remove_import_blobs(
+        &self,
+        source: &str,
+        prefix: &str,
+        remove: impl Fn(&str) -> bool,
+    ) -> Result<usize, Error> {
+        let start = blob_key(source, "").len();
+        let mut removed = 0;
+        for key in self
+            .inner
+            .imports
+            .scan_prefix(blob_key(source, prefix))
+            .keys()
+        {
+            let key = key?;
+            if remove(&String::from_utf8_lossy(&key[start..])) {
+                self.inner.imports.remove(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Writes the state blob `name` and an import blob in one transaction
+    /// (a state change and the marker saying which import it came from).
+    pub fn put_state_with_import_blob<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        blob: SealedBlob,
+    ) -> Result<(), Error> {
+        let encoded = super::trees::encode(value)?;
+        (&self.inner.state, &self.inner.imports).transaction(|(state, imports)| {
+            state.insert(name.as_bytes(), encoded.as_slice())?;
+            imports.insert(blob.key.as_slice(), blob.value.as_slice())?;
+            Ok::<(), sled::transaction::ConflictableTransactionError<Error>>(())
+        })?;
+        Ok(())
     }
 
     pub fn put_import_blob<T: Serialize>(
