@@ -90,9 +90,8 @@ impl App {
         // Monthly cost rankings follow the configured zone (rebuilt once if it changed).
         store.set_analytics_time_zone(tz)?;
         let limits = crate::limits::Limits::new(tz);
-        match store.get_state::<crate::limits::LimitsSnapshot>(LIMITS_STATE) {
-            Ok(Some(snapshot)) => limits.restore(snapshot),
-            Ok(None) => {}
+        match store.limit_counters::<crate::limits::KeySnapshot>() {
+            Ok(keys) => limits.restore(crate::limits::LimitsSnapshot { keys }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot restore limit counters; starting them empty")
             }
@@ -220,14 +219,15 @@ impl App {
     }
 }
 
-/// The store's name for the checkpointed limit counters.
-const LIMITS_STATE: &str = "limits";
 /// How often limit counters are checkpointed (a crash loses at most this much).
 const LIMITS_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Writes the counters of the keys that changed since the last checkpoint.
 fn save_limits(store: &Store, limits: &crate::limits::Limits) {
-    if let Err(e) = store.put_state_quiet(LIMITS_STATE, &limits.snapshot()) {
+    let changed = limits.take_changed();
+    if let Err(e) = store.put_limit_counters(&changed) {
         tracing::error!(error = %e, "cannot checkpoint limit counters");
+        limits.mark_changed(changed.into_iter().map(|(k, _)| k));
     }
 }
 

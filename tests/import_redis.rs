@@ -916,9 +916,7 @@ async fn interrupted_usage_import_rerun_counts_nothing_twice() {
 
 /// Sums of the seeded budget counters: (lifetime totals, daily counters).
 fn seeded(store: &Store) -> (u64, u64) {
-    let snap: claude_relay::limits::LimitsSnapshot =
-        store.get_state("limits").unwrap().unwrap_or_default();
-    snap.keys
-        .iter()
+    let keys: Vec<claude_relay::limits::KeySnapshot> = store.limit_counters().unwrap();
+    keys.iter()
         .fold((0, 0), |(t, d), k| (t + k.total.0, d + k.daily.used.0))
 }

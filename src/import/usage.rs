@@ -38,20 +38,16 @@ use crate::limits::{
 use crate::store::SealedBlob;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 const SECTION: &str = "usage";
 const CUTOFF_BLOB: &str = "usage/cutoff";
 /// The last seed run number handed out (each usage import takes the next).
 const SEED_RUN_BLOB: &str = "seed-run";
-/// The highest seed run whose seeds are in the budget counters.
-const SEEDS_APPLIED_BLOB: &str = "seeds-applied";
 /// Seed records: `seed/<run, 20 digits>/<key id>`.
 const SEED_PREFIX: &str = "seed/";
 /// Spend older than this cannot fall in a current day or week in any zone.
 const SEED_RECENT_DAYS: i64 = 8;
-/// The store's name for the checkpointed limit counters (app.rs `LIMITS_STATE`).
-const LIMITS_STATE: &str = "limits";
 /// CRS keys whose buckets are read per pipeline round and written per
 /// transaction (about 25 hourly deltas each). Larger transactions are not
 /// cheaper per bucket (sled's inserts dominate) but hold more memory.
@@ -287,15 +283,6 @@ struct Seed {
 
 fn seed_blob(run: u64, key_id: KeyId) -> String {
     format!("{SEED_PREFIX}{run:020}/{}", key_id.0)
-}
-
-/// The run number of a seed record's name.
-fn seed_run(name: &str) -> Option<u64> {
-    name.strip_prefix(SEED_PREFIX)?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()
 }
 
 pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
@@ -620,116 +607,132 @@ async fn import_account_usage(
 /// total always; the current day and week for keys whose budgets name a zone
 /// (those with CRS daily or weekly Claude limits).
 ///
-/// Exactly once: every seed record of a run above the applied marker is
-/// added, and the counters are written in one transaction with the marker
-/// raised to the highest run added; only then are the records removed. So
-/// seeds of an interrupted import are added by the next run, and an
-/// interruption here adds nothing twice.
+/// Exactly once: each transaction adds a page of seed records to the
+/// counters and removes those records, so seeds an interrupted import left
+/// are added by the next run, and nothing is added twice.
 fn seed_limits(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     let Some(store) = ctx.writer().cloned() else {
         return Ok(());
     };
     let source = ctx.links.source.clone();
-    let applied = store
-        .import_blob::<u64>(&source, SEEDS_APPLIED_BLOB)?
-        .unwrap_or(0);
-    // A live relay's counters are newer than the stored checkpoint.
-    let mut snap: LimitsSnapshot = match ctx.live_limits {
-        Some(live) => live.snapshot(),
-        None => store.get_state(LIMITS_STATE)?.unwrap_or_default(),
+    let seeding = Seeding {
+        store: &store,
+        source: &source,
+        live: ctx.live_limits,
+        now: ctx.now,
     };
-    let mut index: HashMap<KeyId, usize> = snap
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.key_id, i))
-        .collect();
-    let mut seeded: HashSet<KeyId> = HashSet::new();
-    let mut highest = applied;
-    let now = ctx.now;
+    let mut page: Vec<(String, Seed)> = Vec::with_capacity(SEEDS_PER_TRANSACTION);
     store.for_each_import_blob(&source, SEED_PREFIX, |name, seed: Seed| {
-        let (Some(run), Some(key_id)) = (
-            seed_run(name),
-            name.rsplit('/')
-                .next()
-                .and_then(|id| id.parse().ok())
-                .map(KeyId),
-        ) else {
-            return Ok(());
-        };
-        if run <= applied {
-            return Ok(());
-        }
-        highest = highest.max(run);
-        let Some(key) = store.get_key(key_id)? else {
-            return Ok(());
-        };
-        seeded.insert(key_id);
-        let idx = *index.entry(key_id).or_insert_with(|| {
-            snap.keys.push(KeySnapshot {
-                key_id,
-                activated_at: None,
-                windows: Vec::new(),
-                daily: PeriodCounter::default(),
-                weekly: PeriodCounter::default(),
-                monthly: PeriodCounter::default(),
-                total: NanoUsd::ZERO,
-                family: None,
-            });
-            snap.keys.len() - 1
-        });
-        let ks = &mut snap.keys[idx];
-        ks.total = ks.total.saturating_add(NanoUsd(seed.total));
-        let Some(tz) = key.policy.budgets.time_zone else {
-            return Ok(());
-        };
-        let cal = Calendar {
-            tz,
-            week: key.policy.budgets.weekly_reset,
-        };
-        let (day, week) = (cal.day(now), cal.week(now));
-        let within = |family_only: bool, start: DateTime<Utc>, end: DateTime<Utc>| {
-            seed.recent
-                .iter()
-                .filter(|(t, _, fam)| *t >= start && *t < end && (!family_only || *fam))
-                .map(|(_, n, _)| *n)
-                .sum::<u64>()
-        };
-        let day_spend = within(false, day.start, day.end);
-        if key.policy.budgets.daily.is_some() && day_spend > 0 {
-            add_period(&mut ks.daily, day.start, day.end, day_spend);
-        }
-        let family_spend = within(true, week.start, week.end);
-        if key.policy.budgets.family_weekly.is_some() && family_spend > 0 {
-            let fam = ks.family.get_or_insert_with(|| FamilyCounter {
-                scope: ModelScope::AllClaude,
-                week: PeriodCounter::default(),
-            });
-            add_period(&mut fam.week, week.start, week.end, family_spend);
+        page.push((name.to_string(), seed));
+        if page.len() == SEEDS_PER_TRANSACTION {
+            seeding.apply(std::mem::take(&mut page))?;
         }
         Ok(())
     })?;
-    if highest > applied {
-        snap.keys.sort_by_key(|k| k.key_id);
-        let marker = store.seal_import_blob(&source, SEEDS_APPLIED_BLOB, &highest)?;
-        store.put_state_with_import_blob(LIMITS_STATE, &snap, marker)?;
-        if let Some(live) = ctx.live_limits {
-            // Only the seeded keys: requests settled since the snapshot
-            // above on other keys are not rolled back.
-            let seeded = LimitsSnapshot {
-                keys: snap
-                    .keys
-                    .into_iter()
-                    .filter(|k| seeded.contains(&k.key_id))
-                    .collect(),
-            };
-            live.restore(seeded);
-        }
-    }
-    store.remove_import_blobs(&source, SEED_PREFIX, |name| {
-        seed_run(name).is_some_and(|run| run <= highest)
-    })?;
+    seeding.apply(page)?;
     Ok(())
+}
+
+/// Seed records applied per transaction.
+const SEEDS_PER_TRANSACTION: usize = 500;
+
+struct Seeding<'a> {
+    store: &'a crate::store::Store,
+    source: &'a str,
+    /// A running relay's counters, newer than the stored ones.
+    live: Option<&'a crate::limits::Limits>,
+    now: DateTime<Utc>,
+}
+
+impl Seeding<'_> {
+    fn apply(&self, page: Vec<(String, Seed)>) -> Result<(), crate::store::Error> {
+        if page.is_empty() {
+            return Ok(());
+        }
+        let mut counters: BTreeMap<KeyId, KeySnapshot> = BTreeMap::new();
+        let mut applied = Vec::with_capacity(page.len());
+        for (name, seed) in page {
+            let key_id = name
+                .rsplit('/')
+                .next()
+                .and_then(|id| id.parse().ok())
+                .map(KeyId);
+            applied.push(name);
+            // A key deleted since: its seed goes with nothing to add to.
+            let Some(key_id) = key_id else { continue };
+            let Some(key) = self.store.get_key(key_id)? else {
+                continue;
+            };
+            let ks = match counters.entry(key_id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let current = match self.live {
+                        Some(live) => live.key_snapshot(key_id),
+                        None => self.store.limit_counter(key_id)?,
+                    };
+                    e.insert(current.unwrap_or_else(|| KeySnapshot {
+                        key_id,
+                        activated_at: None,
+                        windows: Vec::new(),
+                        daily: PeriodCounter::default(),
+                        weekly: PeriodCounter::default(),
+                        monthly: PeriodCounter::default(),
+                        total: NanoUsd::ZERO,
+                        family: None,
+                    }))
+                }
+            };
+            add_seed(ks, &key.policy.budgets, &seed, self.now);
+        }
+        let changes: Vec<(KeyId, Option<&KeySnapshot>)> =
+            counters.iter().map(|(k, s)| (*k, Some(s))).collect();
+        self.store
+            .put_limit_counters_removing_blobs(&changes, self.source, &applied)?;
+        if let Some(live) = self.live {
+            // Only these keys: other keys' counters are not touched.
+            live.restore(LimitsSnapshot {
+                keys: counters.into_values().collect(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Adds one seed to a key's counters.
+fn add_seed(
+    ks: &mut KeySnapshot,
+    budgets: &crate::limits::Budgets,
+    seed: &Seed,
+    now: DateTime<Utc>,
+) {
+    ks.total = ks.total.saturating_add(NanoUsd(seed.total));
+    let Some(tz) = budgets.time_zone else {
+        return;
+    };
+    let cal = Calendar {
+        tz,
+        week: budgets.weekly_reset,
+    };
+    let (day, week) = (cal.day(now), cal.week(now));
+    let within = |family_only: bool, start: DateTime<Utc>, end: DateTime<Utc>| {
+        seed.recent
+            .iter()
+            .filter(|(t, _, fam)| *t >= start && *t < end && (!family_only || *fam))
+            .map(|(_, n, _)| *n)
+            .sum::<u64>()
+    };
+    let day_spend = within(false, day.start, day.end);
+    if budgets.daily.is_some() && day_spend > 0 {
+        add_period(&mut ks.daily, day.start, day.end, day_spend);
+    }
+    let family_spend = within(true, week.start, week.end);
+    if budgets.family_weekly.is_some() && family_spend > 0 {
+        let fam = ks.family.get_or_insert_with(|| FamilyCounter {
+            scope: ModelScope::AllClaude,
+            week: PeriodCounter::default(),
+        });
+        add_period(&mut fam.week, week.start, week.end, family_spend);
+    }
 }
 
 fn add_period(p: &mut PeriodCounter, start: DateTime<Utc>, end: DateTime<Utc>, nanos: u64) {

@@ -1,7 +1,7 @@
 //! The policy engine: [`Limits`] keeps every key's counters in memory and
 //! decides admission; [`Admission`] is the RAII guard of one admitted request
 //! (its concurrency slot and its reservation). No I/O: checkpointing the
-//! counters ([`Limits::snapshot`]) and persisting an activation are the
+//! counters ([`Limits::take_changed`]) and persisting an activation are the
 //! caller's job.
 //!
 //! Locking: keys live in a sharded map (one `parking_lot` mutex per shard,
@@ -17,8 +17,9 @@ use super::state::{Demand, KeyState, Settlement};
 use crate::domain::{KeyId, NanoUsd};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::{timeout_at, Duration, Instant};
@@ -50,6 +51,8 @@ pub struct Limits {
 struct Inner {
     default_tz: Tz,
     shards: Box<[Shard]>,
+    /// Keys forgotten since the last checkpoint (their stored counters go).
+    forgotten: Mutex<Vec<KeyId>>,
 }
 
 /// One slice of the key map.
@@ -58,7 +61,19 @@ type Shard = Mutex<HashMap<KeyId, Arc<KeyEntry>>>;
 /// A key's state and the wake-up for its concurrency queue.
 pub(super) struct KeyEntry {
     pub(super) state: Mutex<KeyState>,
+    /// Changed since the last checkpoint; set and cleared under `state`'s
+    /// lock, so a checkpoint never misses a change it raced with.
+    pub(super) dirty: AtomicBool,
     wake: Notify,
+}
+
+impl KeyEntry {
+    /// Locks the state for a change the next checkpoint must write.
+    pub(super) fn lock_for_change(&self) -> MutexGuard<'_, KeyState> {
+        let st = self.state.lock();
+        self.dirty.store(true, Ordering::Relaxed);
+        st
+    }
 }
 
 impl Limits {
@@ -67,7 +82,11 @@ impl Limits {
     pub fn new(default_tz: Tz) -> Limits {
         let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
         Limits {
-            inner: Arc::new(Inner { default_tz, shards }),
+            inner: Arc::new(Inner {
+                default_tz,
+                shards,
+                forgotten: Mutex::new(Vec::new()),
+            }),
         }
     }
 
@@ -89,6 +108,7 @@ impl Limits {
             .or_insert_with(|| {
                 Arc::new(KeyEntry {
                     state: Mutex::new(KeyState::default()),
+                    dirty: AtomicBool::new(false),
                     wake: Notify::new(),
                 })
             })
@@ -113,7 +133,14 @@ impl Limits {
     /// Drops a purged key's counters. Requests still in flight keep their
     /// own handle and finish normally.
     pub fn forget(&self, key_id: KeyId) {
-        self.shard(key_id).lock().remove(&key_id);
+        if self.shard(key_id).lock().remove(&key_id).is_some() {
+            self.inner.forgotten.lock().push(key_id);
+        }
+    }
+
+    /// Takes the keys forgotten since the last call.
+    pub(super) fn take_forgotten(&self) -> Vec<KeyId> {
+        std::mem::take(&mut *self.inner.forgotten.lock())
     }
 
     pub(super) fn calendar(&self, policy: &KeyPolicy) -> Calendar {
@@ -161,7 +188,7 @@ impl Limits {
         // Fast path: a free slot and nobody queued ahead. Otherwise join the
         // queue (the block ends the lock before the wait).
         let max_wait_ms = {
-            let mut st = entry.state.lock();
+            let mut st = entry.lock_for_change();
             // Without a limit nobody waits (waiters left over from an older
             // policy do not hold newcomers back).
             let free = limit.is_none_or(|max| st.in_flight < max && st.queued == 0);
@@ -218,7 +245,7 @@ impl Limits {
             // the wait is not missed.
             notified.as_mut().enable();
             {
-                let mut st = entry.state.lock();
+                let mut st = entry.lock_for_change();
                 if limit.is_none_or(|max| st.in_flight < max) {
                     st.queued = st.queued.saturating_sub(1);
                     ticket.queued = false;
@@ -449,7 +476,7 @@ impl Admission {
         counted_as_request: bool,
     ) {
         self.done = true;
-        let mut st = self.entry.state.lock();
+        let mut st = self.entry.lock_for_change();
         st.settle(&Settlement {
             calendar: self.calendar,
             admitted_at: self.admitted_at,
@@ -469,7 +496,7 @@ impl Drop for Admission {
         if self.done {
             return;
         }
-        let mut st = self.entry.state.lock();
+        let mut st = self.entry.lock_for_change();
         st.release(self.estimate, self.family);
         free_slot(&self.entry, &mut st);
     }

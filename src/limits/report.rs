@@ -14,6 +14,7 @@ use super::state::{FamilyCounter, KeyState, PeriodCounter, PeriodFn, WindowState
 use crate::domain::{KeyId, NanoUsd};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 
 /// Every key's persistent counters at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -135,22 +136,47 @@ impl Limits {
     pub fn snapshot(&self) -> LimitsSnapshot {
         let mut keys = Vec::new();
         self.for_each_entry(|key_id, entry| {
-            let st = entry.state.lock();
-            if st.has_persistent_data() {
-                keys.push(KeySnapshot {
-                    key_id,
-                    activated_at: st.activated_at,
-                    windows: st.windows.clone(),
-                    daily: st.daily,
-                    weekly: st.weekly,
-                    monthly: st.monthly,
-                    total: st.total,
-                    family: st.family.clone(),
-                });
-            }
+            keys.extend(key_snapshot(key_id, &entry.state.lock()));
         });
         keys.sort_by_key(|k| k.key_id);
         LimitsSnapshot { keys }
+    }
+
+    /// The counters changed since the last call, for the checkpoint: a
+    /// key's snapshot, or None when its stored counters should go (a key
+    /// forgotten, or one whose counters are empty again). Only keys that
+    /// saw requests (or a restore) are visited beyond a flag check, so the
+    /// cost follows activity, not the number of keys.
+    pub fn take_changed(&self) -> Vec<(KeyId, Option<KeySnapshot>)> {
+        let mut out: Vec<(KeyId, Option<KeySnapshot>)> = self
+            .take_forgotten()
+            .into_iter()
+            .map(|k| (k, None))
+            .collect();
+        self.for_each_entry(|key_id, entry| {
+            if !entry.dirty.load(Ordering::Relaxed) {
+                return;
+            }
+            let st = entry.state.lock();
+            entry.dirty.store(false, Ordering::Relaxed);
+            out.push((key_id, key_snapshot(key_id, &st)));
+        });
+        out
+    }
+
+    /// One key's persistent counters, None when it has none.
+    pub fn key_snapshot(&self, key_id: KeyId) -> Option<KeySnapshot> {
+        self.existing(key_id)
+            .and_then(|e| key_snapshot(key_id, &e.state.lock()))
+    }
+
+    /// Marks keys changed again (their checkpoint write failed).
+    pub fn mark_changed(&self, keys: impl IntoIterator<Item = KeyId>) {
+        for key_id in keys {
+            if let Some(entry) = self.existing(key_id) {
+                let _st = entry.lock_for_change();
+            }
+        }
     }
 
     /// Loads checkpointed counters (at startup, or to seed them from usage
@@ -264,4 +290,17 @@ fn status(st: &KeyState, policy: &KeyPolicy, cal: Calendar, now: DateTime<Utc>) 
             limit: policy.concurrency.map(|c| c.max_in_flight),
         },
     }
+}
+/// A key's persistent counters, None when it has none.
+fn key_snapshot(key_id: KeyId, st: &KeyState) -> Option<KeySnapshot> {
+    st.has_persistent_data().then(|| KeySnapshot {
+        key_id,
+        activated_at: st.activated_at,
+        windows: st.windows.clone(),
+        daily: st.daily,
+        weekly: st.weekly,
+        monthly: st.monthly,
+        total: st.total,
+        family: st.family.clone(),
+    })
 }

@@ -13,7 +13,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// One imported record: our id and the record as last imported.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,7 +27,7 @@ fn link_key(source: &str, kind: &str, foreign_id: &str) -> Vec<u8> {
     format!("{source}\0l\0{kind}\0{foreign_id}").into_bytes()
 }
 
-fn blob_key(source: &str, name: &str) -> Vec<u8> {
+pub(super) fn blob_key(source: &str, name: &str) -> Vec<u8> {
     format!("{source}\0b\0{name}").into_bytes()
 }
 
@@ -203,49 +202,6 @@ impl Store {
             let name = String::from_utf8_lossy(&key[start.len()..]).into_owned();
             each(&name, self.open_value(&key, &value)?)?;
         }
-        Ok(())
-    }
-
-    /// Removes the blobs of `source` named `prefix…` for which `remove`
-    /// holds; returns how many. One entry at a time: callers only remove
-    /// what a committed marker already says is done with.
-    pub fn remove_import_blobs(
-        &self,
-        source: &str,
-        prefix: &str,
-        remove: impl Fn(&str) -> bool,
-    ) -> Result<usize, Error> {
-        let start = blob_key(source, "").len();
-        let mut removed = 0;
-        for key in self
-            .inner
-            .imports
-            .scan_prefix(blob_key(source, prefix))
-            .keys()
-        {
-            let key = key?;
-            if remove(&String::from_utf8_lossy(&key[start..])) {
-                self.inner.imports.remove(&key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Writes the state blob `name` and an import blob in one transaction
-    /// (a state change and the marker saying which import it came from).
-    pub fn put_state_with_import_blob<T: Serialize>(
-        &self,
-        name: &str,
-        value: &T,
-        blob: SealedBlob,
-    ) -> Result<(), Error> {
-        let encoded = super::trees::encode(value)?;
-        (&self.inner.state, &self.inner.imports).transaction(|(state, imports)| {
-            state.insert(name.as_bytes(), encoded.as_slice())?;
-            imports.insert(blob.key.as_slice(), blob.value.as_slice())?;
-            Ok::<(), sled::transaction::ConflictableTransactionError<Error>>(())
-        })?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use super::Error;
 const SCHEMA_VERSION: &[u8] = b"schema_version";
 
 /// The layout this binary reads and writes.
-pub(crate) const CURRENT_VERSION: u32 = 4;
+pub(crate) const CURRENT_VERSION: u32 = 5;
 
 /// One step: the version it produces, what it does (for the log), and the work.
 struct Migration {
@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         to: 4,
         what: "trigram postings grouped",
         run: |db, _| super::key_index::group_trigram_postings(db),
+    },
+    Migration {
+        to: 5,
+        what: "limit counters per key",
+        run: |db, _| super::limit_counters::split_limits_state(db),
     },
 ];
 

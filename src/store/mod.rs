@@ -21,6 +21,7 @@ mod key_index_tests;
 mod key_query;
 mod keys;
 mod legacy;
+mod limit_counters;
 mod meta;
 mod state;
 mod trees;
@@ -156,6 +157,7 @@ struct Inner {
     legacy_key_hashes: sled::Tree,
     legacy_sources: sled::Tree,
     imports: sled::Tree,
+    limit_counters: sled::Tree,
     exports: sled::Tree,
     export_downloads: sled::Tree,
     vault: vault::Vault,
@@ -243,6 +245,7 @@ impl Store {
             legacy_key_hashes: db.open_tree(trees::LEGACY_KEY_HASHES)?,
             legacy_sources: db.open_tree(trees::LEGACY_SOURCES)?,
             imports: db.open_tree(trees::IMPORTS)?,
+            limit_counters: db.open_tree(trees::LIMIT_COUNTERS)?,
             exports: db.open_tree(trees::EXPORTS)?,
             export_downloads: db.open_tree(trees::EXPORT_DOWNLOADS)?,
             request_log_len: AtomicUsize::new(request_log_len),

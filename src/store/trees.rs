@@ -42,7 +42,7 @@ pub(crate) const AUDIT: &str = "audit";
 /// `GroupId` → `Group`.
 pub(crate) const GROUPS: &str = "groups";
 /// Named blobs: run-time settings, and state other modules persist lazily
-/// (sticky sessions, limit counters), each under its own name.
+/// (sticky sessions), each under its own name.
 pub(crate) const STATE: &str = "state";
 /// Legacy (imported) key hash hex → `LegacyKeyHash` (key id + import source).
 pub(crate) const LEGACY_KEY_HASHES: &str = "legacy_key_hashes";
@@ -50,6 +50,8 @@ pub(crate) const LEGACY_KEY_HASHES: &str = "legacy_key_hashes";
 pub(crate) const LEGACY_SOURCES: &str = "legacy_sources";
 /// Import links (foreign id → our id + base) and checkpoints, sealed.
 pub(crate) const IMPORTS: &str = "imports";
+/// `KeyId` → that key's checkpointed limit counters (`limit_counters.rs`).
+pub(crate) const LIMIT_COUNTERS: &str = "limit_counters";
 
 /// `ExportId` (16 bytes, UUID v7) → `ExportRecord` (export jobs).
 pub(crate) const EXPORTS: &str = "exports";

@@ -123,3 +123,63 @@ async fn key_status_reports_every_limit() {
     let fresh = l.key_status(KeyId::generate(), &p, t0());
     assert_eq!(fresh.windows[0].requests.used, 0);
 }
+
+/// The checkpoint writes only what changed: keys that settled a request
+/// since the last one, and forgotten keys (as removals); restored keys are
+/// already stored and are not written back.
+#[tokio::test]
+async fn take_changed_names_only_the_keys_touched_since_the_last_checkpoint() {
+    let (l, a) = engine();
+    let b = KeyId(uuid::Uuid::now_v7());
+    let idle = KeyId(uuid::Uuid::now_v7());
+    let p = KeyPolicy::default();
+    for key in [a, b] {
+        admit(&l, ask(key, &p, t0(), est(10, usd("0.1"))))
+            .await
+            .settle_at(t0(), 100, usd("0.5"), true);
+    }
+    let mut first: Vec<KeyId> = l
+        .take_changed()
+        .into_iter()
+        .map(|(k, s)| {
+            assert_eq!(s.unwrap().total, usd("0.5"));
+            k
+        })
+        .collect();
+    first.sort();
+    let mut both = vec![a, b];
+    both.sort();
+    assert_eq!(first, both);
+    assert!(l.take_changed().is_empty(), "nothing changed since");
+
+    l.restore(LimitsSnapshot {
+        keys: vec![l
+            .key_snapshot(a)
+            .map(|s| KeySnapshot { key_id: idle, ..s })
+            .unwrap()],
+    });
+    assert!(
+        l.take_changed().is_empty(),
+        "a restore is what the store holds"
+    );
+
+    admit(&l, ask(b, &p, t0() + secs(1), est(10, usd("0.1"))))
+        .await
+        .settle_at(t0() + secs(1), 100, usd("0.25"), true);
+    l.forget(a);
+    let mut second = l.take_changed();
+    second.sort_by_key(|(k, _)| *k);
+    let mut want = vec![(a, None), (b, Some(usd("0.75")))];
+    want.sort_by_key(|(k, _)| *k);
+    assert_eq!(
+        second
+            .into_iter()
+            .map(|(k, s)| (k, s.map(|s| s.total)))
+            .collect::<Vec<_>>(),
+        want
+    );
+
+    // A failed write marks its keys again.
+    l.mark_changed([b]);
+    assert_eq!(l.take_changed().len(), 1);
+}
