@@ -6,10 +6,10 @@
 //! is new since the previous run's cutoff is imported; checkpoints are kept
 //! per series in the store's import blobs. Budget counters (total, and the
 //! current day and week for keys with CRS budgets) are seeded from the same
-//! placements, so limits continue where CRS left them: each key's spend is
-//! written as a seed record with its usage, and the seeds are added to the
-//! counters once, at the end (see [`seed_limits`]), so an interrupted
-//! import's seeds are applied by the next run.
+//! placements, so limits continue where CRS left them: a key's counters,
+//! with its imported spend added, are written in the transaction of its
+//! usage, so they hold that spend exactly when the usage is in (also after
+//! an interruption and a rerun).
 //!
 //! Memory: one SCAN collects only compact references (interned model and
 //! label ids) grouped by key; values are read key batch by key batch.
@@ -42,10 +42,6 @@ use std::collections::{BTreeMap, HashMap};
 
 const SECTION: &str = "usage";
 const CUTOFF_BLOB: &str = "usage/cutoff";
-/// The last seed run number handed out (each usage import takes the next).
-const SEED_RUN_BLOB: &str = "seed-run";
-/// Seed records: `seed/<run, 20 digits>/<key id>`.
-const SEED_PREFIX: &str = "seed/";
 /// Spend older than this cannot fall in a current day or week in any zone.
 const SEED_RECENT_DAYS: i64 = 8;
 /// CRS keys whose buckets are read per pipeline round and written per
@@ -79,6 +75,8 @@ fn previous<T>(saved: Option<Saved<T>>, run_cutoff: Option<&Cutoff>) -> Option<(
 struct Pending {
     deltas: Vec<(UsageSubject, DateTime<Utc>, UsageTotals)>,
     checkpoints: Vec<SealedBlob>,
+    /// Keys' limit counters with this batch's spend added.
+    counters: Vec<(KeyId, KeySnapshot)>,
 }
 
 /// A bucket reference: level (None = lifetime), interned model and label.
@@ -269,10 +267,8 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
-/// A key's imported spend that is not yet in its budget counters. Written
-/// in the transaction of the key's usage; applied and removed by
-/// [`seed_limits`].
-#[derive(Default, Deserialize, Serialize)]
+/// A key's spend placed in this run, for its budget counters.
+#[derive(Default)]
 struct Seed {
     /// Billed nanos.
     total: u64,
@@ -281,27 +277,12 @@ struct Seed {
     recent: Vec<(DateTime<Utc>, u64, bool)>,
 }
 
-fn seed_blob(run: u64, key_id: KeyId) -> String {
-    format!("{SEED_PREFIX}{run:020}/{}", key_id.0)
-}
-
 pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     let prev_cutoff: Option<Cutoff> = match ctx.store {
         Some(store) => store.import_blob(&ctx.links.source, CUTOFF_BLOB)?,
         None => None,
     };
     let cutoff = Cutoff::at(ctx.now, ctx.offset);
-    let seed_run = match ctx.writer() {
-        Some(store) => {
-            let run = store
-                .import_blob::<u64>(&ctx.links.source, SEED_RUN_BLOB)?
-                .unwrap_or(0)
-                + 1;
-            store.put_import_blob(&ctx.links.source, SEED_RUN_BLOB, &run)?;
-            run
-        }
-        None => 0,
-    };
     let recent_from = ctx.now - chrono::Duration::days(SEED_RECENT_DAYS);
     let mut interner = Interner::default();
     interner.id(""); // id 0: no model / no label
@@ -353,7 +334,11 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                     );
                     continue;
                 };
-                let KnownKey { created_at, saved } = known.remove(crs_key).unwrap_or_default();
+                let KnownKey {
+                    created_at,
+                    saved,
+                    counters,
+                } = known.remove(crs_key).unwrap_or_default();
                 let start = created_at.unwrap_or(ctx.now);
                 let series = into_series(refs, fields, &interner, false);
                 let blob = key_blob(crs_key);
@@ -406,11 +391,10 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                     };
                     let sealed = store.seal_import_blob(&ctx.links.source, &blob, &saved)?;
                     pending.checkpoints.push(sealed);
-                    if seed.total > 0 {
-                        let name = seed_blob(seed_run, key_id);
-                        let sealed = store.seal_import_blob(&ctx.links.source, &name, &seed)?;
-                        pending.checkpoints.push(sealed);
-                    }
+                }
+                if let (Some((mut ks, budgets)), true) = (counters, seed.total > 0) {
+                    add_seed(&mut ks, &budgets, &seed, ctx.now);
+                    pending.counters.push((key_id, ks));
                 }
             }
             // The next chunk's store state is read between two writes:
@@ -436,7 +420,6 @@ pub(super) async fn import_usage(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     // Also after an error: what was started commits before the import returns.
     bg.wait().await?;
     result?;
-    seed_limits(ctx)?;
     if let Some(store) = ctx.writer() {
         store.put_import_blob(&ctx.links.source, CUTOFF_BLOB, &cutoff)?;
     }
@@ -476,6 +459,9 @@ struct KnownKey {
     created_at: Option<DateTime<Utc>>,
     /// The previous run's checkpoint.
     saved: Option<Saved<BTreeMap<String, Checkpoint>>>,
+    /// The key's limit counters (a running relay's, else the stored ones)
+    /// and its budgets, when the store is written.
+    counters: Option<(KeySnapshot, crate::limits::Budgets)>,
 }
 
 fn key_blob(crs_key: &str) -> String {
@@ -495,9 +481,30 @@ fn known_keys(
         let Some(id) = ctx.links.local_id(KIND_KEY, crs_key) else {
             continue;
         };
-        let created_at = store.get_key(KeyId(id))?.map(|k| k.created_at);
+        let key_id = KeyId(id);
+        let key = store.get_key(key_id)?;
         let saved = store.import_blob(&ctx.links.source, &key_blob(crs_key))?;
-        out.insert(crs_key.clone(), KnownKey { created_at, saved });
+        let counters = match (&key, ctx.writer()) {
+            (Some(key), Some(_)) => {
+                let current = match ctx.live_limits {
+                    Some(live) => live.key_snapshot(key_id),
+                    None => store.limit_counter(key_id)?,
+                };
+                Some((
+                    current.unwrap_or_else(|| empty_counters(key_id)),
+                    key.policy.budgets.clone(),
+                ))
+            }
+            _ => None,
+        };
+        out.insert(
+            crs_key.clone(),
+            KnownKey {
+                created_at: key.map(|k| k.created_at),
+                saved,
+                counters,
+            },
+        );
     }
     Ok(out)
 }
@@ -512,6 +519,7 @@ async fn commit(
     let Pending {
         deltas,
         checkpoints,
+        counters,
     } = std::mem::take(pending);
     let Some(store) = ctx.writer().cloned() else {
         return Ok(());
@@ -520,9 +528,26 @@ async fn commit(
         return Ok(());
     }
     // Merged and planned here, so the writer thread only writes.
-    let bulk = store.prepare_usage_bulk(&deltas, checkpoints);
+    let bulk = store
+        .prepare_usage_bulk(&deltas, checkpoints)
+        .with_limit_counters(&counters)?;
     drop(deltas);
-    bg.run(move || store.write_usage_bulk(bulk)).await
+    let live = ctx.live_limits.cloned();
+    bg.run(move || {
+        store.write_usage_bulk(bulk)?;
+        if let Some(live) = live {
+            // A running relay counts on from the seeded counters; marked
+            // changed so its next checkpoint also writes whatever its
+            // requests added meanwhile.
+            let ids: Vec<KeyId> = counters.iter().map(|(k, _)| *k).collect();
+            live.restore(LimitsSnapshot {
+                keys: counters.into_iter().map(|(_, ks)| ks).collect(),
+            });
+            live.mark_changed(ids);
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn import_account_usage(
@@ -603,102 +628,23 @@ async fn import_account_usage(
     Ok(())
 }
 
-/// Adds the imported billed cost to the keys' budget counters: the lifetime
-/// total always; the current day and week for keys whose budgets name a zone
-/// (those with CRS daily or weekly Claude limits).
-///
-/// Exactly once: each transaction adds a page of seed records to the
-/// counters and removes those records, so seeds an interrupted import left
-/// are added by the next run, and nothing is added twice.
-fn seed_limits(ctx: &mut Ctx<'_>) -> Result<(), Error> {
-    let Some(store) = ctx.writer().cloned() else {
-        return Ok(());
-    };
-    let source = ctx.links.source.clone();
-    let seeding = Seeding {
-        store: &store,
-        source: &source,
-        live: ctx.live_limits,
-        now: ctx.now,
-    };
-    let mut page: Vec<(String, Seed)> = Vec::with_capacity(SEEDS_PER_TRANSACTION);
-    store.for_each_import_blob(&source, SEED_PREFIX, |name, seed: Seed| {
-        page.push((name.to_string(), seed));
-        if page.len() == SEEDS_PER_TRANSACTION {
-            seeding.apply(std::mem::take(&mut page))?;
-        }
-        Ok(())
-    })?;
-    seeding.apply(page)?;
-    Ok(())
-}
-
-/// Seed records applied per transaction.
-const SEEDS_PER_TRANSACTION: usize = 500;
-
-struct Seeding<'a> {
-    store: &'a crate::store::Store,
-    source: &'a str,
-    /// A running relay's counters, newer than the stored ones.
-    live: Option<&'a crate::limits::Limits>,
-    now: DateTime<Utc>,
-}
-
-impl Seeding<'_> {
-    fn apply(&self, page: Vec<(String, Seed)>) -> Result<(), crate::store::Error> {
-        if page.is_empty() {
-            return Ok(());
-        }
-        let mut counters: BTreeMap<KeyId, KeySnapshot> = BTreeMap::new();
-        let mut applied = Vec::with_capacity(page.len());
-        for (name, seed) in page {
-            let key_id = name
-                .rsplit('/')
-                .next()
-                .and_then(|id| id.parse().ok())
-                .map(KeyId);
-            applied.push(name);
-            // A key deleted since: its seed goes with nothing to add to.
-            let Some(key_id) = key_id else { continue };
-            let Some(key) = self.store.get_key(key_id)? else {
-                continue;
-            };
-            let ks = match counters.entry(key_id) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let current = match self.live {
-                        Some(live) => live.key_snapshot(key_id),
-                        None => self.store.limit_counter(key_id)?,
-                    };
-                    e.insert(current.unwrap_or_else(|| KeySnapshot {
-                        key_id,
-                        activated_at: None,
-                        windows: Vec::new(),
-                        daily: PeriodCounter::default(),
-                        weekly: PeriodCounter::default(),
-                        monthly: PeriodCounter::default(),
-                        total: NanoUsd::ZERO,
-                        family: None,
-                    }))
-                }
-            };
-            add_seed(ks, &key.policy.budgets, &seed, self.now);
-        }
-        let changes: Vec<(KeyId, Option<&KeySnapshot>)> =
-            counters.iter().map(|(k, s)| (*k, Some(s))).collect();
-        self.store
-            .put_limit_counters_removing_blobs(&changes, self.source, &applied)?;
-        if let Some(live) = self.live {
-            // Only these keys: other keys' counters are not touched.
-            live.restore(LimitsSnapshot {
-                keys: counters.into_values().collect(),
-            });
-        }
-        Ok(())
+/// A key without counters yet.
+fn empty_counters(key_id: KeyId) -> KeySnapshot {
+    KeySnapshot {
+        key_id,
+        activated_at: None,
+        windows: Vec::new(),
+        daily: PeriodCounter::default(),
+        weekly: PeriodCounter::default(),
+        monthly: PeriodCounter::default(),
+        total: NanoUsd::ZERO,
+        family: None,
     }
 }
 
-/// Adds one seed to a key's counters.
+/// Adds a key's imported spend to its budget counters: the lifetime total
+/// always; the current day and week for keys whose budgets name a zone
+/// (those with CRS daily or weekly Claude limits).
 fn add_seed(
     ks: &mut KeySnapshot,
     budgets: &crate::limits::Budgets,

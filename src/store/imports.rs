@@ -27,7 +27,7 @@ fn link_key(source: &str, kind: &str, foreign_id: &str) -> Vec<u8> {
     format!("{source}\0l\0{kind}\0{foreign_id}").into_bytes()
 }
 
-pub(super) fn blob_key(source: &str, name: &str) -> Vec<u8> {
+fn blob_key(source: &str, name: &str) -> Vec<u8> {
     format!("{source}\0b\0{name}").into_bytes()
 }
 
@@ -185,24 +185,6 @@ impl Store {
         let key = blob_key(source, name);
         let value = self.seal_value(&key, value)?;
         Ok(SealedBlob { key, value })
-    }
-
-    /// Calls `each` with every blob of `source` whose name starts with
-    /// `prefix`, in name order, one at a time (the blobs are never all in
-    /// memory).
-    pub fn for_each_import_blob<T: DeserializeOwned>(
-        &self,
-        source: &str,
-        prefix: &str,
-        mut each: impl FnMut(&str, T) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let start = blob_key(source, "");
-        for entry in self.inner.imports.scan_prefix(blob_key(source, prefix)) {
-            let (key, value) = entry?;
-            let name = String::from_utf8_lossy(&key[start.len()..]).into_owned();
-            each(&name, self.open_value(&key, &value)?)?;
-        }
-        Ok(())
     }
 
     pub fn put_import_blob<T: Serialize>(

@@ -11,7 +11,6 @@ use crate::domain::KeyId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use sled::Transactional;
 
 const WHAT: &str = "limit counters";
 /// The state blob that held every key's counters before schema 5.
@@ -53,30 +52,6 @@ impl Store {
         self.inner
             .limit_counters
             .transaction(|tree| write_changes(tree, &encoded))?;
-        Ok(())
-    }
-
-    /// Writes counters and removes import blobs in one transaction: an
-    /// imported spend is added to the counters exactly when its seed
-    /// record goes.
-    pub fn put_limit_counters_removing_blobs<T: Serialize>(
-        &self,
-        changes: &[(KeyId, Option<T>)],
-        source: &str,
-        applied: &[String],
-    ) -> Result<(), Error> {
-        let encoded = encode_changes(changes)?;
-        let blobs: Vec<Vec<u8>> = applied
-            .iter()
-            .map(|name| super::imports::blob_key(source, name))
-            .collect();
-        (&self.inner.limit_counters, &self.inner.imports).transaction(|(tree, imports)| {
-            write_changes(tree, &encoded)?;
-            for blob in &blobs {
-                imports.remove(blob.as_slice())?;
-            }
-            Ok(())
-        })?;
         Ok(())
     }
 

@@ -15,12 +15,15 @@
 //! atomic across trees (also across a crash), so after any interruption
 //! each chunk's usage is in if and only if its checkpoints are; a rerun
 //! imports only what the checkpoints do not cover, and never counts twice.
+//! The keys' limit counters, seeded with the chunk's spend, go in the same
+//! transaction for the same reason.
 
 use super::imports::SealedBlob;
 use super::usage::BucketPlan;
 use super::{Error, Store};
-use crate::domain::{UsageSubject, UsageTotals};
+use crate::domain::{KeyId, UsageSubject, UsageTotals};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sled::Transactional;
 
 /// One chunk of imported usage, merged and planned ahead of its write
@@ -30,8 +33,23 @@ pub struct UsageBulk {
     plan: BucketPlan,
     rank: super::usage_query::RankPlan,
     checkpoints: Vec<SealedBlob>,
+    /// Limit counters to write (`limit_counters.rs`), encoded.
+    counters: Vec<(KeyId, Vec<u8>)>,
     /// Whether it reaches a closed hour (cached analytics must go).
     closed_hours: bool,
+}
+
+impl UsageBulk {
+    /// Writes these keys' limit counters with the chunk.
+    pub fn with_limit_counters<T: Serialize>(
+        mut self,
+        counters: &[(KeyId, T)],
+    ) -> Result<UsageBulk, Error> {
+        for (key_id, value) in counters {
+            self.counters.push((*key_id, super::trees::encode(value)?));
+        }
+        Ok(self)
+    }
 }
 
 impl Store {
@@ -57,6 +75,7 @@ impl Store {
             plan: BucketPlan::of(hourly, self.time_zone()),
             rank: self.rank_plan(hourly),
             checkpoints,
+            counters: Vec::new(),
             closed_hours: self.reaches_closed_hours(hourly),
         }
     }
@@ -67,6 +86,7 @@ impl Store {
             plan,
             rank,
             checkpoints,
+            counters,
             closed_hours,
         } = bulk;
         let trees = (
@@ -74,12 +94,16 @@ impl Store {
             self.rank_tree(),
             &self.inner.key_index,
             &self.inner.imports,
+            &self.inner.limit_counters,
         );
-        trees.transaction(|(usage, rank_tree, index, imports)| {
+        trees.transaction(|(usage, rank_tree, index, imports, limit_counters)| {
             super::usage_query::apply_rank(rank_tree, &rank)?;
             plan.write(usage, index)?;
             for blob in &checkpoints {
                 imports.insert(blob.key.as_slice(), blob.value.as_slice())?;
+            }
+            for (key_id, value) in &counters {
+                limit_counters.insert(key_id.0.as_bytes(), value.as_slice())?;
             }
             Ok(())
         })?;
