@@ -18,6 +18,7 @@ would leave them.
 
 import datetime as dt
 import hashlib
+import os
 import sys
 import uuid
 
@@ -64,7 +65,18 @@ def main():
     months = {}
     for d in days:
         months[d[:7]] = months.get(d[:7], 0) + 1
-    created = (local - dt.timedelta(days=60, hours=8)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    # Keys created one after another over the 50 days up to 10 days ago (UTC),
+    # as a live deployment's are: each key's id carries its creation time,
+    # and keys sharing one instant would all fall in one trigram group of the
+    # key index (a pathological case, measured separately with
+    # CREATED_AT_ONCE=1).
+    first = local - dt.timedelta(days=60, hours=8)
+    once = os.environ.get("CREATED_AT_ONCE") == "1"
+
+    def created(i):
+        at = first if once else first + dt.timedelta(days=50) * (i / max(n, 1))
+        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
     w = sys.stdout.write
     for i in range(n):
         kid = str(uuid.UUID(int=i + 1, version=4))
@@ -80,7 +92,7 @@ def main():
             "claudeAccountId": "", "claudeConsoleAccountId": "",
             "enableModelRestriction": "false", "restrictedModels": "[]",
             "enableClientRestriction": "false", "allowedClients": "[]",
-            "createdAt": created, "lastUsedAt": "", "serviceRates": "{}",
+            "createdAt": created(i), "lastUsedAt": "", "serviceRates": "{}",
         }))
         w(resp("SADD", "apikey:idx:all", kid))
         w(resp("HSET", "apikey:hash_map", h, kid))

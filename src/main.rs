@@ -190,6 +190,9 @@ async fn demo(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// sled's page cache for `import-redis` (the relay's default is 64 MB).
+const IMPORT_SLED_CACHE_BYTES: u64 = 16 << 20;
+
 /// `import-redis`: opens the store directly (the relay must be stopped: sled
 /// locks its directory), runs the importer with a progress bar, prints the report.
 async fn import_redis(
@@ -207,7 +210,10 @@ async fn import_redis(
             data_dir: config.data_dir.clone(),
             master_key: config.master_key.clone(),
             master_key_file: config.master_key_path(),
-            cache_capacity_bytes: config.sled_cache_bytes,
+            // A write-once load gains little from sled's cache, and sled
+            // counts its cache by encoded size, well under what the nodes
+            // take in memory: a smaller cache bounds the import's peak.
+            cache_capacity_bytes: config.sled_cache_bytes.min(IMPORT_SLED_CACHE_BYTES),
         })
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         Some(store)

@@ -46,8 +46,9 @@ const CUTOFF_BLOB: &str = "usage/cutoff";
 const SEED_RECENT_DAYS: i64 = 8;
 /// CRS keys whose buckets are read per pipeline round and written per
 /// transaction (about 25 hourly deltas each). Larger transactions are not
-/// cheaper per bucket (sled's inserts dominate) but hold more memory.
-const KEYS_PER_BATCH: usize = 250;
+/// cheaper per bucket (sled's inserts dominate) but hold more memory: sled
+/// frees the node copies a transaction makes only after it.
+const KEYS_PER_BATCH: usize = 50;
 /// CRS accounts per transaction (their series are read one by one).
 const ACCOUNTS_PER_BATCH: usize = 100;
 

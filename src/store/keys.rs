@@ -259,6 +259,15 @@ impl Store {
     }
 
     /// All keys in id (creation) order.
+    /// Calls `each` with every key, one decoded at a time (for passes over
+    /// all keys that keep only a little of each).
+    pub fn for_each_key(&self, mut each: impl FnMut(ApiKey)) -> Result<(), Error> {
+        for value in self.inner.keys.iter().values() {
+            each(decode(&value?, WHAT)?);
+        }
+        Ok(())
+    }
+
     pub fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
         self.inner
             .keys
