@@ -65,8 +65,8 @@
 //!   client cancel), call [`Admission::settle`] with the record's total
 //!   tokens, billed cost and whether it reached upstream.
 //! - count_tokens and models: [`Limits::check`] only (not billed, not counted).
-//! - Periodically and at shutdown: store [`Limits::snapshot`]; at startup:
-//!   [`Limits::restore`].
+//! - Periodically and at shutdown: store [`Limits::take_changed`] (the keys
+//!   whose counters changed); at startup: [`Limits::restore`].
 
 mod engine;
 mod estimate;

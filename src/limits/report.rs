@@ -1,6 +1,6 @@
 //! What leaves the engine besides admissions: checkpoints of the counters
-//! ([`LimitsSnapshot`], serde, for the usage writer to store so a restart
-//! keeps windows and budgets) and a key's limit status ([`KeyLimitStatus`],
+//! ([`KeySnapshot`] per changed key, serde, for the app to store so a
+//! restart keeps windows and budgets) and a key's limit status ([`KeyLimitStatus`],
 //! for `GET /v1/key/usage` and GraphQL).
 //!
 //! A snapshot carries settled counters and activations, never reservations
@@ -132,7 +132,9 @@ pub struct ConcurrencyStatus {
 }
 
 impl Limits {
-    /// The persistent counters of every key that has any, ordered by key id.
+    /// The persistent counters of every key that has any, ordered by key id
+    /// (the checkpoint writes [`Limits::take_changed`] instead).
+    #[cfg(test)]
     pub fn snapshot(&self) -> LimitsSnapshot {
         let mut keys = Vec::new();
         self.for_each_entry(|key_id, entry| {
@@ -291,6 +293,7 @@ fn status(st: &KeyState, policy: &KeyPolicy, cal: Calendar, now: DateTime<Utc>) 
         },
     }
 }
+
 /// A key's persistent counters, None when it has none.
 fn key_snapshot(key_id: KeyId, st: &KeyState) -> Option<KeySnapshot> {
     st.has_persistent_data().then(|| KeySnapshot {

@@ -258,7 +258,6 @@ impl Store {
         }
     }
 
-    /// All keys in id (creation) order.
     /// Calls `each` with every key, one decoded at a time (for passes over
     /// all keys that keep only a little of each).
     pub fn for_each_key(&self, mut each: impl FnMut(ApiKey)) -> Result<(), Error> {
@@ -268,6 +267,7 @@ impl Store {
         Ok(())
     }
 
+    /// All keys in id (creation) order.
     pub fn list_keys(&self) -> Result<Vec<ApiKey>, Error> {
         self.inner
             .keys

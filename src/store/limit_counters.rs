@@ -10,34 +10,10 @@ use super::{Error, Store};
 use crate::domain::KeyId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 const WHAT: &str = "limit counters";
 /// The state blob that held every key's counters before schema 5.
 const OLD_STATE_BLOB: &str = "limits";
-
-/// Changes with their values encoded (None: remove the key's entry).
-type Encoded = Vec<(KeyId, Option<Vec<u8>>)>;
-
-fn write_changes(
-    tree: &TransactionalTree,
-    changes: &[(KeyId, Option<Vec<u8>>)],
-) -> Result<(), ConflictableTransactionError<Error>> {
-    for (key_id, value) in changes {
-        match value {
-            Some(v) => tree.insert(key_id.0.as_bytes(), v.as_slice())?,
-            None => tree.remove(key_id.0.as_bytes())?,
-        };
-    }
-    Ok(())
-}
-
-fn encode_changes<T: Serialize>(changes: &[(KeyId, Option<T>)]) -> Result<Encoded, Error> {
-    changes
-        .iter()
-        .map(|(k, v)| Ok((*k, v.as_ref().map(encode).transpose()?)))
-        .collect()
-}
 
 impl Store {
     /// Writes changed keys' counters (None removes a key's) in one transaction.
@@ -48,10 +24,20 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
-        let encoded = encode_changes(changes)?;
-        self.inner
-            .limit_counters
-            .transaction(|tree| write_changes(tree, &encoded))?;
+        let encoded = changes
+            .iter()
+            .map(|(k, v)| Ok((*k, v.as_ref().map(encode).transpose()?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        // One transaction: a checkpoint is written whole or not at all.
+        self.inner.limit_counters.transaction(|tree| {
+            for (key_id, value) in &encoded {
+                match value {
+                    Some(v) => tree.insert(key_id.0.as_bytes(), v.as_slice())?,
+                    None => tree.remove(key_id.0.as_bytes())?,
+                };
+            }
+            Ok::<(), sled::transaction::ConflictableTransactionError<Error>>(())
+        })?;
         Ok(())
     }
 
